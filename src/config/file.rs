@@ -1,0 +1,115 @@
+//! The TOML file as written by users: serde types only. Nothing here is trusted or defaulted;
+//! `runtime.rs` turns it into the validated model the proxy runs on.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub listener: Vec<ListenerFile>,
+    #[serde(default)]
+    pub trust_store: BTreeMap<String, TrustStoreFile>,
+    pub s3: Option<S3File>,
+    pub connection_log: Option<ConnectionLogFile>,
+    pub access_log: Option<AccessLogFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    pub name: Option<String>,
+    pub bind: Option<String>,
+    pub certificate_chain: Option<String>,
+    pub private_key: Option<String>,
+    pub backend: Option<String>,
+    pub mutual_authentication: Option<MutualAuthFile>,
+    pub headers: Option<HeadersFile>,
+    /// Seconds a client has to complete the TLS handshake.
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds to establish the TCP connection to the backend.
+    pub backend_connect_timeout_secs: Option<u64>,
+    /// Seconds the backend has to send its response headers.
+    pub backend_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeFile {
+    Off,
+    Passthrough,
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualAuthFile {
+    pub mode: Option<ModeFile>,
+    pub trust_store: Option<String>,
+    pub ignore_client_certificate_expiry: Option<bool>,
+    pub advertise_trust_store_ca_names: Option<OnOff>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersFile {
+    pub x_amzn_mtls_clientcert: Option<String>,
+    pub x_amzn_mtls_clientcert_serial_number: Option<String>,
+    pub x_amzn_mtls_clientcert_issuer: Option<String>,
+    pub x_amzn_mtls_clientcert_subject: Option<String>,
+    pub x_amzn_mtls_clientcert_validity: Option<String>,
+    pub x_amzn_mtls_clientcert_leaf: Option<String>,
+    pub x_amzn_tls_version: Option<String>,
+    pub x_amzn_tls_cipher_suite: Option<String>,
+    pub tls_version_and_cipher_suite: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustStoreFile {
+    pub ca_certificates_bundle: Option<String>,
+    #[serde(default)]
+    pub revocation_lists: Vec<String>,
+    pub refresh_interval_secs: Option<u64>,
+    /// Longest accepted chain, leaf and trust anchor included (ALB: 4).
+    pub max_chain_depth: Option<usize>,
+    /// Largest accepted client certificate in bytes of DER (ALB: 16 KiB).
+    pub max_client_certificate_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub force_path_style: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatFile {
+    Json,
+    Alb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLogFile {
+    pub path: Option<String>,
+    pub format: Option<LogFormatFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    pub path: Option<String>,
+}

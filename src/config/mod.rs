@@ -1,0 +1,49 @@
+//! Configuration: the TOML file (`file`), the validated model the proxy runs on (`runtime`), and
+//! the conversion between them, which reports every problem with its key path.
+
+pub mod file;
+pub mod runtime;
+
+pub use runtime::*;
+
+use std::path::{Path, PathBuf};
+
+/// Why a configuration was refused. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {file} is not valid: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("config file {file} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Invalid { file: PathBuf, problems: Vec<String> },
+}
+
+/// Reads, parses and validates a config file. Relative paths inside it are resolved against the
+/// directory the file is in, so the proxy behaves the same whatever directory it is started from.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    from_str(&text, path, &base)
+}
+
+/// Parses and validates config text; `file` is only used in messages.
+pub fn from_str(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+    let parsed: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    runtime::validate(parsed, base_dir).map_err(|problems| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        problems,
+    })
+}

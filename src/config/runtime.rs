@@ -1,0 +1,609 @@
+//! The validated configuration the proxy runs on. Every choice the file leaves open is decided
+//! here, once, so the data path never looks at an `Option` that validation already settled.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::file::{self, FileConfig, LogFormatFile, ModeFile, OnOff};
+
+/// ALB's quota: leaf plus intermediates, and the path from leaf to anchor, at most 4 certificates.
+pub const DEFAULT_MAX_CHAIN_DEPTH: usize = 4;
+/// ALB's quota on the size of one client certificate.
+pub const DEFAULT_MAX_CLIENT_CERT_SIZE: usize = 16 * 1024;
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// ALB's default idle timeout: a backend that sends nothing for this long gets a 504.
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenerConfig>,
+    pub trust_stores: BTreeMap<String, TrustStoreConfig>,
+    pub connection_log: ConnectionLogConfig,
+    pub access_log: Option<LogDestination>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Alb,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionLogConfig {
+    pub destination: LogDestination,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    Passthrough,
+    Verify,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Passthrough => "passthrough",
+            Mode::Verify => "verify",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MutualAuth {
+    pub mode: Mode,
+    /// Set exactly when `mode` is verify.
+    pub trust_store: Option<String>,
+    pub ignore_client_certificate_expiry: bool,
+    pub advertise_trust_store_ca_names: bool,
+}
+
+/// The header names a listener sends (after renames). All of them, and ALB's default names, are
+/// stripped from client requests in every mode.
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    pub clientcert: HeaderName,
+    pub serial_number: HeaderName,
+    pub issuer: HeaderName,
+    pub subject: HeaderName,
+    pub validity: HeaderName,
+    pub leaf: HeaderName,
+    pub tls_version: HeaderName,
+    pub tls_cipher_suite: HeaderName,
+    pub send_tls_version_and_cipher_suite: bool,
+}
+
+impl HeaderNames {
+    pub fn alb_defaults() -> Self {
+        HeaderNames {
+            clientcert: HeaderName::from_static("x-amzn-mtls-clientcert"),
+            serial_number: HeaderName::from_static("x-amzn-mtls-clientcert-serial-number"),
+            issuer: HeaderName::from_static("x-amzn-mtls-clientcert-issuer"),
+            subject: HeaderName::from_static("x-amzn-mtls-clientcert-subject"),
+            validity: HeaderName::from_static("x-amzn-mtls-clientcert-validity"),
+            leaf: HeaderName::from_static("x-amzn-mtls-clientcert-leaf"),
+            tls_version: HeaderName::from_static("x-amzn-tls-version"),
+            tls_cipher_suite: HeaderName::from_static("x-amzn-tls-cipher-suite"),
+            send_tls_version_and_cipher_suite: false,
+        }
+    }
+
+    fn all(&self) -> [&HeaderName; 8] {
+        [
+            &self.clientcert,
+            &self.serial_number,
+            &self.issuer,
+            &self.subject,
+            &self.validity,
+            &self.leaf,
+            &self.tls_version,
+            &self.tls_cipher_suite,
+        ]
+    }
+
+    /// Every name a client must never be able to send: the configured names and ALB's defaults.
+    pub fn strip_set(&self) -> Vec<HeaderName> {
+        let defaults = HeaderNames::alb_defaults();
+        let mut out: Vec<HeaderName> = Vec::new();
+        for name in self.all().into_iter().chain(defaults.all()) {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub backend_connect: Duration,
+    pub backend_response: Duration,
+}
+
+/// Where a listener forwards requests: an `http://host:port` origin.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub url: String,
+    pub authority: http::uri::Authority,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub certificate_chain: PathBuf,
+    pub private_key: PathBuf,
+    pub backend: Backend,
+    pub mutual_authentication: MutualAuth,
+    pub headers: HeaderNames,
+    pub timeouts: Timeouts,
+}
+
+/// Where trust-store material comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLimits {
+    pub max_chain_depth: usize,
+    pub max_client_certificate_size: usize,
+}
+
+impl Default for ChainLimits {
+    fn default() -> Self {
+        ChainLimits {
+            max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
+            max_client_certificate_size: DEFAULT_MAX_CLIENT_CERT_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustStoreConfig {
+    pub name: String,
+    pub ca_certificates_bundle: Source,
+    pub revocation_lists: Vec<Source>,
+    pub refresh_interval: Duration,
+    pub limits: ChainLimits,
+}
+
+/// Collects problems with their key paths so that one run of `check` lists all of them.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {msg}"));
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn existing_file(base: &Path, key: &str, value: &str, problems: &mut Problems) -> PathBuf {
+    let path = resolve(base, value);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => problems.push(key, format!("{} is not a regular file", path.display())),
+        Err(e) => problems.push(key, format!("{}: {e}", path.display())),
+    }
+    path
+}
+
+fn source(base: &Path, key: &str, value: &str, problems: &mut Problems) -> Source {
+    if value.starts_with("s3://") {
+        problems.push(
+            key,
+            format!("{value}: S3 sources are not supported by this build yet; use a file path"),
+        );
+        return Source::File(PathBuf::from(value));
+    }
+    Source::File(existing_file(base, key, value, problems))
+}
+
+fn secs(key: &str, v: Option<u64>, default: Duration, problems: &mut Problems) -> Duration {
+    match v {
+        None => default,
+        Some(0) => {
+            problems.push(key, "must be at least 1 second");
+            default
+        }
+        Some(s) => Duration::from_secs(s),
+    }
+}
+
+fn header_name(key: &str, value: Option<&String>, default: &HeaderName, problems: &mut Problems) -> HeaderName {
+    match value {
+        None => default.clone(),
+        Some(v) => match HeaderName::from_bytes(v.as_bytes()) {
+            Ok(h) => h,
+            Err(_) => {
+                problems.push(key, format!("{v:?} is not a valid HTTP header name"));
+                default.clone()
+            }
+        },
+    }
+}
+
+fn backend(key: &str, value: &str, problems: &mut Problems) -> Option<Backend> {
+    let uri: http::Uri = match value.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(key, format!("{value:?} is not a URL: {e}"));
+            return None;
+        }
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            problems.push(key, format!("{value}: https backends are not supported yet; use http://"));
+            return None;
+        }
+        _ => {
+            problems.push(key, format!("{value:?} must start with http://"));
+            return None;
+        }
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        problems.push(key, format!("{value:?} has no host"));
+        return None;
+    };
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        problems.push(key, format!("{value:?}: give only scheme, host and port (no path)"));
+        return None;
+    }
+    Some(Backend {
+        url: format!("http://{authority}"),
+        authority,
+    })
+}
+
+/// Turns the file model into the runtime model, or returns every problem found.
+pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
+    let mut p = Problems(Vec::new());
+
+    let mut trust_stores = BTreeMap::new();
+    for (name, ts) in &cfg.trust_store {
+        let key = format!("trust_store.{name}");
+        let bundle = match &ts.ca_certificates_bundle {
+            Some(b) => source(base, &format!("{key}.ca_certificates_bundle"), b, &mut p),
+            None => {
+                p.push(&format!("{key}.ca_certificates_bundle"), "is required");
+                Source::File(PathBuf::new())
+            }
+        };
+        let crls = ts
+            .revocation_lists
+            .iter()
+            .enumerate()
+            .map(|(i, c)| source(base, &format!("{key}.revocation_lists[{i}]"), c, &mut p))
+            .collect();
+        let mut limits = ChainLimits::default();
+        if let Some(d) = ts.max_chain_depth {
+            if !(2..=16).contains(&d) {
+                p.push(&format!("{key}.max_chain_depth"), "must be between 2 and 16");
+            } else {
+                limits.max_chain_depth = d;
+            }
+        }
+        if let Some(s) = ts.max_client_certificate_size {
+            if !(1024..=1 << 20).contains(&s) {
+                p.push(&format!("{key}.max_client_certificate_size"), "must be between 1024 and 1048576 bytes");
+            } else {
+                limits.max_client_certificate_size = s;
+            }
+        }
+        trust_stores.insert(
+            name.clone(),
+            TrustStoreConfig {
+                name: name.clone(),
+                ca_certificates_bundle: bundle,
+                revocation_lists: crls,
+                refresh_interval: secs(
+                    &format!("{key}.refresh_interval_secs"),
+                    ts.refresh_interval_secs,
+                    DEFAULT_REFRESH_INTERVAL,
+                    &mut p,
+                ),
+                limits,
+            },
+        );
+    }
+
+    if let Some(s3) = &cfg.s3 {
+        if let Some(url) = &s3.endpoint_url {
+            if url.parse::<http::Uri>().is_err() {
+                p.push("s3.endpoint_url", format!("{url:?} is not a URL"));
+            }
+        }
+    }
+
+    if cfg.listener.is_empty() {
+        p.push("listener", "at least one [[listener]] is required");
+    }
+    let mut names = HashSet::new();
+    let mut binds = HashSet::new();
+    let mut listeners = Vec::new();
+    for (i, l) in cfg.listener.iter().enumerate() {
+        let name = l.name.clone().unwrap_or_default();
+        let key = if name.is_empty() {
+            format!("listener[{i}]")
+        } else {
+            format!("listener[{i}] ({name})")
+        };
+        if name.is_empty() {
+            p.push(&format!("{key}.name"), "is required");
+        } else if !names.insert(name.clone()) {
+            p.push(&format!("{key}.name"), format!("{name:?} is used by another listener"));
+        }
+        let bind = match l.bind.as_deref() {
+            None => {
+                p.push(&format!("{key}.bind"), "is required");
+                None
+            }
+            Some(b) => match b.parse::<SocketAddr>() {
+                Ok(a) => {
+                    if a.port() != 0 && !binds.insert(a) {
+                        p.push(&format!("{key}.bind"), format!("{a} is used by another listener"));
+                    }
+                    Some(a)
+                }
+                Err(_) => {
+                    p.push(&format!("{key}.bind"), format!("{b:?} is not an IP:port address"));
+                    None
+                }
+            },
+        };
+        let chain = match &l.certificate_chain {
+            Some(c) => Some(existing_file(base, &format!("{key}.certificate_chain"), c, &mut p)),
+            None => {
+                p.push(&format!("{key}.certificate_chain"), "is required");
+                None
+            }
+        };
+        let pkey = match &l.private_key {
+            Some(c) => Some(existing_file(base, &format!("{key}.private_key"), c, &mut p)),
+            None => {
+                p.push(&format!("{key}.private_key"), "is required");
+                None
+            }
+        };
+        let be = match &l.backend {
+            Some(b) => backend(&format!("{key}.backend"), b, &mut p),
+            None => {
+                p.push(&format!("{key}.backend"), "is required");
+                None
+            }
+        };
+        let mutual = mutual_auth(&key, l.mutual_authentication.as_ref(), &trust_stores, &mut p);
+        let headers = headers(&key, l.headers.as_ref(), &mut p);
+        let timeouts = Timeouts {
+            handshake: secs(&format!("{key}.handshake_timeout_secs"), l.handshake_timeout_secs, DEFAULT_HANDSHAKE_TIMEOUT, &mut p),
+            backend_connect: secs(
+                &format!("{key}.backend_connect_timeout_secs"),
+                l.backend_connect_timeout_secs,
+                DEFAULT_BACKEND_CONNECT_TIMEOUT,
+                &mut p,
+            ),
+            backend_response: secs(&format!("{key}.backend_timeout_secs"), l.backend_timeout_secs, DEFAULT_BACKEND_TIMEOUT, &mut p),
+        };
+        if let (Some(bind), Some(certificate_chain), Some(private_key), Some(backend)) = (bind, chain, pkey, be) {
+            listeners.push(ListenerConfig {
+                name,
+                bind,
+                certificate_chain,
+                private_key,
+                backend,
+                mutual_authentication: mutual,
+                headers,
+                timeouts,
+            });
+        }
+    }
+
+    let connection_log = {
+        let c = cfg.connection_log.unwrap_or_default();
+        ConnectionLogConfig {
+            destination: destination(base, c.path.as_deref().unwrap_or("-")),
+            format: match c.format.unwrap_or(LogFormatFile::Json) {
+                LogFormatFile::Json => LogFormat::Json,
+                LogFormatFile::Alb => LogFormat::Alb,
+            },
+        }
+    };
+    let access_log = cfg
+        .access_log
+        .and_then(|a| a.path)
+        .map(|path| destination(base, &path));
+
+    if p.0.is_empty() {
+        Ok(Config {
+            listeners,
+            trust_stores,
+            connection_log,
+            access_log,
+        })
+    } else {
+        Err(p.0)
+    }
+}
+
+fn destination(base: &Path, path: &str) -> LogDestination {
+    if path == "-" {
+        LogDestination::Stdout
+    } else {
+        LogDestination::File(resolve(base, path))
+    }
+}
+
+fn mutual_auth(
+    key: &str,
+    m: Option<&file::MutualAuthFile>,
+    stores: &BTreeMap<String, TrustStoreConfig>,
+    p: &mut Problems,
+) -> MutualAuth {
+    let default = file::MutualAuthFile::default();
+    let m = m.unwrap_or(&default);
+    let key = format!("{key}.mutual_authentication");
+    let mode = match m.mode.unwrap_or(ModeFile::Off) {
+        ModeFile::Off => Mode::Off,
+        ModeFile::Passthrough => Mode::Passthrough,
+        ModeFile::Verify => Mode::Verify,
+    };
+    let mut trust_store = None;
+    match (mode, &m.trust_store) {
+        (Mode::Verify, None) => p.push(&format!("{key}.trust_store"), "is required when mode = \"verify\""),
+        (Mode::Verify, Some(ts)) => {
+            if stores.contains_key(ts) {
+                trust_store = Some(ts.clone());
+            } else {
+                let known: Vec<&str> = stores.keys().map(String::as_str).collect();
+                p.push(
+                    &format!("{key}.trust_store"),
+                    format!("no [trust_store.{ts}] is defined (defined: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+                );
+            }
+        }
+        (_, Some(_)) => p.push(
+            &format!("{key}.trust_store"),
+            format!("only allowed when mode = \"verify\" (mode is {:?})", mode.as_str()),
+        ),
+        (_, None) => {}
+    }
+    if mode != Mode::Verify {
+        if m.ignore_client_certificate_expiry.is_some() {
+            p.push(&format!("{key}.ignore_client_certificate_expiry"), "only allowed when mode = \"verify\"");
+        }
+        if m.advertise_trust_store_ca_names.is_some() {
+            p.push(&format!("{key}.advertise_trust_store_ca_names"), "only allowed when mode = \"verify\"");
+        }
+    }
+    MutualAuth {
+        mode,
+        trust_store,
+        ignore_client_certificate_expiry: m.ignore_client_certificate_expiry.unwrap_or(false),
+        advertise_trust_store_ca_names: m.advertise_trust_store_ca_names == Some(OnOff::On),
+    }
+}
+
+fn headers(key: &str, h: Option<&file::HeadersFile>, p: &mut Problems) -> HeaderNames {
+    let d = HeaderNames::alb_defaults();
+    let Some(h) = h else { return d };
+    let key = format!("{key}.headers");
+    let k = |attr: &str| format!("{key}.{attr}");
+    let out = HeaderNames {
+        clientcert: header_name(&k("x_amzn_mtls_clientcert"), h.x_amzn_mtls_clientcert.as_ref(), &d.clientcert, p),
+        serial_number: header_name(
+            &k("x_amzn_mtls_clientcert_serial_number"),
+            h.x_amzn_mtls_clientcert_serial_number.as_ref(),
+            &d.serial_number,
+            p,
+        ),
+        issuer: header_name(&k("x_amzn_mtls_clientcert_issuer"), h.x_amzn_mtls_clientcert_issuer.as_ref(), &d.issuer, p),
+        subject: header_name(&k("x_amzn_mtls_clientcert_subject"), h.x_amzn_mtls_clientcert_subject.as_ref(), &d.subject, p),
+        validity: header_name(&k("x_amzn_mtls_clientcert_validity"), h.x_amzn_mtls_clientcert_validity.as_ref(), &d.validity, p),
+        leaf: header_name(&k("x_amzn_mtls_clientcert_leaf"), h.x_amzn_mtls_clientcert_leaf.as_ref(), &d.leaf, p),
+        tls_version: header_name(&k("x_amzn_tls_version"), h.x_amzn_tls_version.as_ref(), &d.tls_version, p),
+        tls_cipher_suite: header_name(&k("x_amzn_tls_cipher_suite"), h.x_amzn_tls_cipher_suite.as_ref(), &d.tls_cipher_suite, p),
+        send_tls_version_and_cipher_suite: h.tls_version_and_cipher_suite.unwrap_or(false),
+    };
+    let mut seen = HashSet::new();
+    for n in out.all() {
+        if !seen.insert(n.clone()) {
+            p.push(&key, format!("header name {n:?} is used for two different headers"));
+        }
+    }
+    for n in out.all() {
+        if matches!(n.as_str(), "host" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-port" | "connection" | "content-length" | "transfer-encoding") {
+            p.push(&key, format!("header name {n:?} is reserved"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(toml: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        match crate::config::from_str(toml, Path::new("t.toml"), dir.path()) {
+            Ok(_) => Vec::new(),
+            Err(crate::config::ConfigError::Invalid { problems, .. }) => problems,
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let p = problems(
+            r#"
+            [[listener]]
+            name = "web"
+            bind = "nope"
+            certificate_chain = "missing.pem"
+            backend = "ftp://x"
+            [listener.mutual_authentication]
+            mode = "passthrough"
+            ignore_client_certificate_expiry = true
+            trust_store = "corp"
+            "#,
+        );
+        let joined = p.join("\n");
+        for want in [
+            "listener[0] (web).bind: \"nope\" is not an IP:port address",
+            "listener[0] (web).certificate_chain: ",
+            "missing.pem",
+            "listener[0] (web).private_key: is required",
+            "listener[0] (web).backend: \"ftp://x\" must start with http://",
+            "listener[0] (web).mutual_authentication.trust_store: only allowed when mode = \"verify\"",
+            "listener[0] (web).mutual_authentication.ignore_client_certificate_expiry: only allowed",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let p = problems("[[listener]]\nname = \"a\"\nbindd = \"1\"\n");
+        assert!(p[0].contains("bindd"), "{p:?}");
+    }
+
+    #[test]
+    fn verify_needs_a_defined_trust_store() {
+        let p = problems(
+            "[[listener]]\nname=\"a\"\nbind=\"127.0.0.1:1\"\n[listener.mutual_authentication]\nmode=\"verify\"\ntrust_store=\"x\"\n",
+        );
+        assert!(p.iter().any(|s| s.contains("no [trust_store.x] is defined")), "{p:?}");
+    }
+}

@@ -1,0 +1,168 @@
+//! Connection and access logs. Records are formatted on the connection's task and handed to a
+//! writer thread through a bounded queue: the data path never waits on a disk or a pipe, and a
+//! full disk or a closed stdout costs log lines, never the proxy.
+
+pub mod access;
+pub mod connection;
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::LogDestination;
+
+/// Lines queued per log before new ones are dropped (and counted).
+const QUEUE_LINES: usize = 65_536;
+
+/// A log destination with its writer thread. Cloning shares the thread.
+#[derive(Clone, Debug)]
+pub struct LogSink {
+    tx: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LogSink {
+    /// Opens the destination (appending to files) and starts its writer thread.
+    pub fn open(dest: &LogDestination, what: &'static str) -> io::Result<LogSink> {
+        let out: Box<dyn Write + Send> = match dest {
+            LogDestination::Stdout => Box::new(io::stdout()),
+            LogDestination::File(p) => {
+                if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)?;
+                }
+                Box::new(OpenOptions::new().create(true).append(true).open(p)?)
+            }
+        };
+        let (tx, rx) = sync_channel(QUEUE_LINES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let d = dropped.clone();
+        std::thread::Builder::new()
+            .name(format!("certgate-{what}"))
+            .spawn(move || writer(rx, out, d, what))?;
+        Ok(LogSink { tx, dropped })
+    }
+
+    /// Queues one line (without its newline). Never blocks: a full queue drops the line.
+    pub fn write(&self, line: String) {
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Lines lost to a full queue or a failing destination since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn writer(rx: Receiver<String>, mut out: Box<dyn Write + Send>, dropped: Arc<AtomicU64>, what: &str) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut last_warning: Option<Instant> = None;
+    let mut failing = false;
+    while let Ok(first) = rx.recv() {
+        buf.clear();
+        let mut batch = 1u64;
+        buf.extend_from_slice(first.as_bytes());
+        buf.push(b'\n');
+        // Take what is already queued too, so a busy proxy writes in large blocks.
+        while buf.len() < 1024 * 1024 {
+            match rx.try_recv() {
+                Ok(line) => {
+                    batch += 1;
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+                Err(_) => break,
+            }
+        }
+        match out.write_all(&buf).and_then(|_| out.flush()) {
+            Ok(()) => {
+                if failing {
+                    tracing::warn!(log = what, "log destination is writable again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                dropped.fetch_add(batch, Ordering::Relaxed);
+                failing = true;
+                let due = last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+                if due {
+                    last_warning = Some(Instant::now());
+                    tracing::error!(
+                        log = what,
+                        error = %e,
+                        dropped = dropped.load(Ordering::Relaxed),
+                        "cannot write log; dropping lines and carrying on"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `TID_` + 32 lowercase hex digits, unique per connection.
+pub fn new_trace_id() -> String {
+    let v: u128 = rand::random();
+    format!("TID_{v:032x}")
+}
+
+/// UTC with microseconds, as ALB writes its timestamps.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_have_alb_shape() {
+        let a = new_trace_id();
+        assert_eq!(a.len(), 36);
+        assert!(a.starts_with("TID_"));
+        assert!(a[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, new_trace_id());
+    }
+
+    #[test]
+    fn timestamp_has_microseconds() {
+        let t = time::macros::datetime!(2026-11-22 10:00:00.123456 UTC);
+        assert_eq!(timestamp(t), "2026-11-22T10:00:00.123456Z");
+    }
+
+    #[test]
+    fn file_sink_writes_lines_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/conn.log");
+        let sink = LogSink::open(&LogDestination::File(path.clone()), "test").unwrap();
+        for i in 0..100 {
+            sink.write(format!("line {i}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() == 100 {
+                assert_eq!(text.lines().nth(42), Some("line 42"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "lines not written: {text:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

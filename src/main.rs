@@ -1,0 +1,217 @@
+//! certgate's command line. Errors are reported here, once, with their full cause chain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use certgate::config::{self, ChainLimits, Source, TrustStoreConfig};
+use certgate::{demo, pki, server, tls, truststore};
+
+#[derive(Parser)]
+#[command(name = "certgate", version, about = "HTTPS reverse proxy with ALB-style mutual TLS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy from a TOML config.
+    Run {
+        #[arg(short, long, default_value = "certgate.toml")]
+        config: PathBuf,
+    },
+    /// Self-contained first run: demo PKI, echo backend, verify-mode listener.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        bind: SocketAddr,
+    },
+    /// Parse and validate a config, load every trust store and certificate, print a summary.
+    Check {
+        #[arg(short, long, default_value = "certgate.toml")]
+        config: PathBuf,
+    },
+    /// Trust store tools.
+    Truststore {
+        #[command(subcommand)]
+        command: TruststoreCommand,
+    },
+    /// Demo PKI tools.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TruststoreCommand {
+    /// Show CA subjects, CRL issuers, revoked-entry counts, nextUpdate and version.
+    Describe {
+        /// Describe the stores of this config...
+        #[arg(short, long, conflicts_with = "ca_bundle")]
+        config: Option<PathBuf>,
+        /// ...only the store with this name.
+        #[arg(requires = "config")]
+        name: Option<String>,
+        /// Or describe a bundle file directly.
+        #[arg(long)]
+        ca_bundle: Option<PathBuf>,
+        /// CRL files (PEM or DER) to go with --ca-bundle.
+        #[arg(long = "crl", requires = "ca_bundle")]
+        crls: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Write a demo PKI: root, intermediate, server cert, good/revoked/expired clients, CRL.
+    Demo {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("certgate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CERTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = config::load(&config)?;
+            runtime()?.block_on(server::run(cfg))?;
+            Ok(())
+        }
+        Command::Check { config } => check(&config),
+        Command::Demo { bind } => runtime()?.block_on(run_demo(bind)),
+        Command::Truststore {
+            command: TruststoreCommand::Describe { config, name, ca_bundle, crls },
+        } => describe(config, name, ca_bundle, crls),
+        Command::Pki {
+            command: PkiCommand::Demo { out },
+        } => {
+            let files = pki::write_demo(&out)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<()> {
+    let cfg = config::load(path)?;
+    let stores = truststore::load_all(&cfg)?;
+    for l in &cfg.listeners {
+        tls::ListenerTls::build(l, &stores)?;
+    }
+    println!("{}: OK", path.display());
+    for l in &cfg.listeners {
+        let m = &l.mutual_authentication;
+        println!(
+            "  listener {}: {} -> {}, mode {}{}",
+            l.name,
+            l.bind,
+            l.backend.url,
+            m.mode.as_str(),
+            m.trust_store
+                .as_deref()
+                .map(|t| format!(", trust store {t}"))
+                .unwrap_or_default()
+        );
+    }
+    for s in stores.values() {
+        println!(
+            "  trust store {}: {} CA(s), {} CRL(s), {} revoked entries, version {}",
+            s.name,
+            s.cas.len(),
+            s.crl_infos.len(),
+            s.revoked_entries(),
+            s.version
+        );
+    }
+    Ok(())
+}
+
+fn describe(
+    config: Option<PathBuf>,
+    name: Option<String>,
+    ca_bundle: Option<PathBuf>,
+    crls: Vec<PathBuf>,
+) -> Result<()> {
+    if let Some(bundle) = ca_bundle {
+        let cfg = TrustStoreConfig {
+            name: "(command line)".to_string(),
+            ca_certificates_bundle: Source::File(bundle),
+            revocation_lists: crls.into_iter().map(Source::File).collect(),
+            refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
+            limits: ChainLimits::default(),
+        };
+        print!("{}", truststore::describe::describe(&truststore::load(&cfg)?));
+        return Ok(());
+    }
+    let Some(path) = config else {
+        bail!("give -c CONFIG [NAME] or --ca-bundle FILE [--crl FILE]...");
+    };
+    let cfg = config::load(&path)?;
+    if let Some(n) = &name {
+        if !cfg.trust_stores.contains_key(n) {
+            bail!("{}: no [trust_store.{n}]", path.display());
+        }
+    }
+    for (n, ts) in &cfg.trust_stores {
+        if name.as_ref().is_none_or(|want| want == n) {
+            print!("{}", truststore::describe::describe(&truststore::load(ts)?));
+        }
+    }
+    Ok(())
+}
+
+async fn run_demo(bind: SocketAddr) -> Result<()> {
+    let dir = demo::pki_dir().context("cannot prepare the demo PKI")?;
+    let backend = demo::echo_backend(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("cannot start the echo backend")?;
+    let access_log = std::env::temp_dir().join("certgate-demo-access.log");
+    let cfg = demo::config(&dir, bind, backend, &access_log)?;
+    let server = match server::Server::start(cfg).await {
+        Ok(s) => s,
+        Err(e @ server::StartError::Bind { .. }) => {
+            bail!("{e} (is another certgate demo running? try --bind 127.0.0.1:9443)")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let addr = server.local_addr("demo").unwrap_or(bind);
+    eprintln!("{}", demo::instructions(&dir, addr, backend, &access_log));
+    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    eprintln!("certgate demo: stopping");
+    server.shutdown(std::time::Duration::from_secs(5)).await;
+    Ok(())
+}

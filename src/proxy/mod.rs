@@ -1,0 +1,225 @@
+//! Forwarding requests to the backend: header operations, pooled HTTP/1.1 to the backend, and
+//! error answers that say which side failed (400 client, 502/504 backend).
+
+pub mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{Backend, ListenerConfig, Timeouts};
+use crate::logs::access::AccessRecord;
+use crate::logs::LogSink;
+use headers::ConnHeaders;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Per-listener state shared by all its connections. Built once at start.
+#[derive(Debug)]
+pub struct ListenerShared {
+    pub name: String,
+    pub port: u16,
+    pub port_value: HeaderValue,
+    pub backend: Backend,
+    pub timeouts: Timeouts,
+    pub strip: Vec<http::HeaderName>,
+    pub header_names: crate::config::HeaderNames,
+    pub client: Client<HttpConnector, Incoming>,
+    pub access_log: Option<LogSink>,
+}
+
+impl ListenerShared {
+    pub fn new(l: &ListenerConfig, port: u16, access_log: Option<LogSink>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(l.timeouts.backend_connect));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(50))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        ListenerShared {
+            name: l.name.clone(),
+            port,
+            port_value: HeaderValue::from(port),
+            backend: l.backend.clone(),
+            timeouts: l.timeouts,
+            strip: l.headers.strip_set(),
+            header_names: l.headers.clone(),
+            client,
+            access_log,
+        }
+    }
+}
+
+/// Per-connection state, fixed after the handshake.
+#[derive(Debug)]
+pub struct ConnContext {
+    pub trace_id: String,
+    pub client: SocketAddr,
+    pub client_ip: String,
+    pub listener: Arc<ListenerShared>,
+    pub headers: ConnHeaders,
+    pub leaf_subject: Option<String>,
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(format!("{msg}\n")))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}
+
+/// Handles one request of a connection: rewrite, forward, answer, log.
+pub async fn handle(ctx: Arc<ConnContext>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let received = Instant::now();
+    let l = &ctx.listener;
+    let (mut parts, body) = req.into_parts();
+
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let mut log = AccessRecord {
+        timestamp: crate::logs::timestamp(time::OffsetDateTime::now_utc()),
+        conn_trace_id: ctx.trace_id.clone(),
+        listener: l.name.clone(),
+        client_ip: ctx.client_ip.clone(),
+        client_port: ctx.client.port(),
+        request: format!("{} {} {}", parts.method, path_and_query, version_name(parts.version)),
+        method: parts.method.to_string(),
+        path: path_and_query.clone(),
+        http_version: version_name(parts.version),
+        host: host.clone(),
+        user_agent: parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string),
+        elb_status_code: 0,
+        target: l.backend.url.clone(),
+        target_status_code: None,
+        request_processing_time: 0.0,
+        target_processing_time: -1.0,
+        response_processing_time: 0.0,
+        error_reason: None,
+        leaf_client_cert_subject: ctx.leaf_subject.clone(),
+    };
+
+    let uri = match Uri::builder()
+        .scheme("http")
+        .authority(l.backend.authority.clone())
+        .path_and_query(path_and_query.as_str())
+        .build()
+    {
+        Ok(u) => u,
+        Err(e) => return Ok(finish(&ctx, log, text(StatusCode::BAD_REQUEST, &format!("bad request target: {e}")), received)),
+    };
+
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_owned(&mut parts.headers, &l.strip);
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(http::header::HOST, h);
+        }
+    }
+    headers::set_forwarded(&mut parts.headers, &ctx.client_ip, &l.port_value);
+    for (name, value) in &ctx.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let upstream = Request::from_parts(parts, body);
+
+    let sent = Instant::now();
+    log.request_processing_time = secs(sent - received);
+    let result = tokio::time::timeout(l.timeouts.backend_response, l.client.request(upstream)).await;
+    let response = match result {
+        Err(_) => {
+            let reason = format!("backend {} sent no response within {}s", l.backend.url, l.timeouts.backend_response.as_secs());
+            log.error_reason = Some(reason.clone());
+            text(StatusCode::GATEWAY_TIMEOUT, &reason)
+        }
+        Ok(Err(e)) => {
+            let reason = if e.is_connect() {
+                format!("cannot connect to backend {}: {}", l.backend.url, source_chain(&e))
+            } else {
+                format!("backend {} failed: {}", l.backend.url, source_chain(&e))
+            };
+            log.error_reason = Some(reason.clone());
+            text(StatusCode::BAD_GATEWAY, &reason)
+        }
+        Ok(Ok(resp)) => {
+            log.target_processing_time = secs(sent.elapsed());
+            log.target_status_code = Some(resp.status().as_u16());
+            let (mut rparts, rbody) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut rparts.headers);
+            Response::from_parts(rparts, rbody.boxed())
+        }
+    };
+    Ok(finish(&ctx, log, response, received))
+}
+
+fn finish(ctx: &ConnContext, mut log: AccessRecord, response: Response<Body>, received: Instant) -> Response<Body> {
+    let status = response.status().as_u16();
+    log.elb_status_code = status;
+    if let Some(reason) = &log.error_reason {
+        tracing::warn!(conn_trace_id = %ctx.trace_id, listener = %ctx.listener.name, status, "{reason}");
+    }
+    let total = secs(received.elapsed());
+    log.response_processing_time =
+        (total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0);
+    if let Some(sink) = &ctx.listener.access_log {
+        sink.write(log.to_json());
+    }
+    response
+}
+
+fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1_000_000.0
+}
+
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}

@@ -1,0 +1,250 @@
+//! The running proxy: binds every listener, owns the trust stores, reloads them on demand
+//! (last good store wins), and drains connections on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, LogDestination, LogFormat};
+use crate::listener::{accept_loop, ListenerRuntime};
+use crate::logs::LogSink;
+use crate::proxy::ListenerShared;
+use crate::tls::{ListenerTls, TlsError};
+use crate::truststore::{self, Stores, TrustStoreError};
+
+/// How long in-flight requests get to finish after SIGTERM/SIGINT.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    TrustStore(#[from] TrustStoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("listener {listener}: cannot bind {addr}: {error}")]
+    Bind {
+        listener: String,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot open {what} {dest}: {error}")]
+    Log {
+        what: &'static str,
+        dest: String,
+        error: std::io::Error,
+    },
+}
+
+pub struct Server {
+    config: Config,
+    listeners: Vec<Arc<ListenerRuntime>>,
+    stores: Mutex<Stores>,
+    stop: watch::Sender<bool>,
+    graceful: Option<Arc<GracefulShutdown>>,
+    tasks: Vec<JoinHandle<()>>,
+    pub conn_log: LogSink,
+}
+
+fn open_log(dest: &LogDestination, what: &'static str) -> Result<LogSink, StartError> {
+    LogSink::open(dest, what).map_err(|error| StartError::Log {
+        what,
+        dest: match dest {
+            LogDestination::Stdout => "stdout".to_string(),
+            LogDestination::File(p) => p.display().to_string(),
+        },
+        error,
+    })
+}
+
+impl Server {
+    /// Loads everything, binds every listener and starts serving. Any failure stops the start
+    /// with a message naming the listener, store or file.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let stores = truststore::load_all(&config)?;
+        let conn_log = open_log(&config.connection_log.destination, "connection log")?;
+        let access_log = match &config.access_log {
+            Some(d) => Some(open_log(d, "access log")?),
+            None => None,
+        };
+        let alb = config.connection_log.format == LogFormat::Alb;
+        let (stop, stop_rx) = watch::channel(false);
+        let graceful = Arc::new(GracefulShutdown::new());
+
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let tls = ListenerTls::build(l, &stores)?;
+            let listener = TcpListener::bind(l.bind).await.map_err(|error| StartError::Bind {
+                listener: l.name.clone(),
+                addr: l.bind,
+                error,
+            })?;
+            let local = listener.local_addr().map_err(|error| StartError::Bind {
+                listener: l.name.clone(),
+                addr: l.bind,
+                error,
+            })?;
+            let rt = Arc::new(ListenerRuntime {
+                shared: Arc::new(ListenerShared::new(l, local.port(), access_log.clone())),
+                tls: ArcSwap::from_pointee(tls),
+                local,
+            });
+            bound.push((listener, rt));
+        }
+        let mut listeners = Vec::new();
+        let mut tasks = Vec::new();
+        for (listener, rt) in bound {
+            tracing::info!(
+                listener = %rt.shared.name,
+                addr = %rt.local,
+                mode = rt.tls.load().mode.as_str(),
+                backend = %rt.shared.backend.url,
+                "listening"
+            );
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                rt.clone(),
+                conn_log.clone(),
+                alb,
+                stop_rx.clone(),
+                graceful.clone(),
+            )));
+            listeners.push(rt);
+        }
+        Ok(Server {
+            config,
+            listeners,
+            stores: Mutex::new(stores),
+            stop,
+            graceful: Some(graceful),
+            tasks,
+            conn_log,
+        })
+    }
+
+    /// Bound addresses by listener name (useful with port 0).
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|l| (l.shared.name.clone(), l.local))
+            .collect()
+    }
+
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.shared.name == name)
+            .map(|l| l.local)
+    }
+
+    /// Re-reads every trust store and server certificate and swaps in what loads; whatever
+    /// fails keeps its last good version. Returns the problems (empty when all went well).
+    /// Blocking (file reads and parsing): call it off the async runtime's worker threads.
+    pub fn reload(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Ok(mut stores) = self.stores.lock() else {
+            return vec!["internal error: trust store lock poisoned".to_string()];
+        };
+        for (name, cfg) in &self.config.trust_stores {
+            match truststore::load(cfg) {
+                Ok(new) => {
+                    let old = stores.get(name).map(|s| s.version.clone());
+                    if old.as_deref() != Some(new.version.as_str()) {
+                        tracing::info!(
+                            trust_store = %name,
+                            version = %new.version,
+                            previous = old.as_deref().unwrap_or("none"),
+                            cas = new.cas.len(),
+                            revoked_entries = new.revoked_entries(),
+                            "trust store reloaded"
+                        );
+                    }
+                    stores.insert(name.clone(), Arc::new(new));
+                }
+                Err(e) => {
+                    let kept = stores.get(name).map(|s| s.version.clone()).unwrap_or_default();
+                    tracing::error!(trust_store = %name, kept_version = %kept, "reload failed, keeping the last good store: {e}");
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        for (rt, l) in self.listeners.iter().zip(&self.config.listeners) {
+            match ListenerTls::build(l, &stores) {
+                Ok(tls) => rt.tls.store(Arc::new(tls)),
+                Err(e) => {
+                    tracing::error!(listener = %l.name, "reload failed, keeping the current TLS settings: {e}");
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        problems
+    }
+
+    /// Version of a trust store as currently served.
+    pub fn trust_store_version(&self, name: &str) -> Option<String> {
+        self.stores
+            .lock()
+            .ok()
+            .and_then(|s| s.get(name).map(|t| t.version.clone()))
+    }
+
+    /// Stops accepting, lets open connections finish their in-flight requests for at most
+    /// `grace`, then returns whether every connection closed in time.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        let Some(graceful) = self.graceful.take().and_then(|g| Arc::try_unwrap(g).ok()) else {
+            return false;
+        };
+        tokio::time::timeout(grace, graceful.shutdown()).await.is_ok()
+    }
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads trust stores and server certificates.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let server = Arc::new(Server::start(config).await?);
+    let sig = |k| {
+        signal(k).map_err(|error| StartError::Log {
+            what: "signal handler",
+            dest: format!("{k:?}"),
+            error,
+        })
+    };
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading trust stores and server certificates");
+                let s = server.clone();
+                match tokio::task::spawn_blocking(move || s.reload()).await {
+                    Ok(p) if p.is_empty() => tracing::info!("reload complete"),
+                    Ok(p) => tracing::warn!(problems = p.len(), "reload finished with problems; last good versions stay in service"),
+                    Err(e) => tracing::error!("reload task failed: {e}"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(grace_secs = DEFAULT_GRACE.as_secs(), "stopping: no new connections, finishing in-flight requests");
+    let server = match Arc::try_unwrap(server) {
+        Ok(s) => s,
+        Err(_) => return Ok(()),
+    };
+    if server.shutdown(DEFAULT_GRACE).await {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+    Ok(())
+}

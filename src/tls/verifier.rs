@@ -1,0 +1,279 @@
+//! Client-certificate verifiers for passthrough and verify mode, with ALB's limits and failure
+//! codes. Each connection wraps the shared verifier with its own `HandshakeRecord`.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use webpki::{EndEntityCert, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy};
+use x509_parser::prelude::*;
+use x509_parser::public_key::PublicKey;
+
+use super::status::{from_webpki, Failure, HandshakeRecord, VerifyCode};
+use crate::certinfo;
+use crate::config::ChainLimits;
+use crate::truststore::TrustStore;
+
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
+
+/// What a listener checks; shared by all its connections.
+#[derive(Debug)]
+pub enum Policy {
+    /// Any chain is accepted; only possession of the key is proven.
+    Passthrough { limits: ChainLimits },
+    /// The chain must verify against `store`.
+    Verify {
+        store: Arc<TrustStore>,
+        ignore_expiry: bool,
+        advertise_ca_names: bool,
+    },
+}
+
+/// The verifier one connection uses: the listener's policy plus this connection's record.
+#[derive(Debug)]
+pub struct ConnVerifier {
+    pub policy: Arc<Policy>,
+    pub record: Arc<HandshakeRecord>,
+    pub algorithms: WebPkiSupportedAlgorithms,
+}
+
+fn reject(record: &HandshakeRecord, failure: Failure, alert: CertificateError) -> rustls::Error {
+    record.set_failure(failure);
+    rustls::Error::InvalidCertificate(alert)
+}
+
+/// ALB accepts RSA 2048–8192 bits and ECDSA on P-256, P-384 and P-521; nothing else.
+fn check_key_type(cert: &X509Certificate<'_>, what: &str) -> Result<(), Failure> {
+    if cert.version() == X509Version::V1 {
+        return Err(Failure::new(
+            VerifyCode::TypeUnsupported,
+            format!("{what} is an X.509 version 1 certificate"),
+        ));
+    }
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => {
+            let bits = rsa.key_size();
+            if (2048..=8192).contains(&bits) {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    VerifyCode::TypeUnsupported,
+                    format!("{what} has a {bits}-bit RSA key; RSA keys must be 2048 to 8192 bits"),
+                ))
+            }
+        }
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            match curve.as_deref() {
+                Some(OID_P256 | OID_P384 | OID_P521) => Ok(()),
+                other => Err(Failure::new(
+                    VerifyCode::TypeUnsupported,
+                    format!(
+                        "{what} has an EC key on curve {}; only P-256, P-384 and P-521 are accepted",
+                        other.unwrap_or("(unnamed)")
+                    ),
+                )),
+            }
+        }
+        _ => Err(Failure::new(
+            VerifyCode::TypeUnsupported,
+            format!(
+                "{what} has a {} key; only RSA and ECDSA keys are accepted",
+                key_alg_name(&spki.algorithm.algorithm.to_id_string())
+            ),
+        )),
+    }
+}
+
+fn key_alg_name(oid: &str) -> &str {
+    match oid {
+        "1.3.101.112" => "Ed25519",
+        "1.3.101.113" => "Ed448",
+        "1.2.840.10040.4.1" => "DSA",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        other => other,
+    }
+}
+
+fn check_sizes(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    limits: ChainLimits,
+) -> Result<(), Failure> {
+    for (i, c) in std::iter::once(end_entity).chain(intermediates).enumerate() {
+        if c.len() > limits.max_client_certificate_size {
+            let what = if i == 0 { "client certificate".to_string() } else { format!("intermediate #{i} sent by the client") };
+            return Err(Failure::new(
+                VerifyCode::MaxSizeExceeded,
+                format!("{what} is {} bytes, more than {}", c.len(), limits.max_client_certificate_size),
+            ));
+        }
+    }
+    if 1 + intermediates.len() > limits.max_chain_depth {
+        return Err(Failure::new(
+            VerifyCode::MaxChainDepthExceeded,
+            format!(
+                "client sent {} certificates, more than max_chain_depth {}",
+                1 + intermediates.len(),
+                limits.max_chain_depth
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl ConnVerifier {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), (Failure, CertificateError)> {
+        let leaf = match X509Certificate::from_der(end_entity) {
+            Ok((_, c)) => c,
+            Err(e) => {
+                return Err((
+                    Failure::new(VerifyCode::Invalid, format!("client certificate is not valid DER X.509: {e}")),
+                    CertificateError::BadEncoding,
+                ))
+            }
+        };
+        let (store, ignore_expiry) = match &*self.policy {
+            Policy::Passthrough { limits } => {
+                check_sizes(end_entity, intermediates, *limits).map_err(|f| (f, CertificateError::BadEncoding))?;
+                return Ok(());
+            }
+            Policy::Verify { store, ignore_expiry, .. } => (store, *ignore_expiry),
+        };
+        check_sizes(end_entity, intermediates, store.limits).map_err(|f| (f, CertificateError::BadEncoding))?;
+        check_key_type(&leaf, "client certificate").map_err(|f| (f, CertificateError::BadEncoding))?;
+        for (i, der) in intermediates.iter().enumerate() {
+            if let Ok((_, c)) = X509Certificate::from_der(der) {
+                check_key_type(&c, &format!("intermediate #{} sent by the client", i + 1))
+                    .map_err(|f| (f, CertificateError::BadEncoding))?;
+            }
+        }
+
+        // With ignore_client_certificate_expiry, the chain is judged at a moment when the leaf
+        // was still valid: an expired chain passes, a leaf that is not valid yet does not.
+        let mut time = now;
+        if ignore_expiry {
+            let not_after = leaf.validity().not_after.timestamp();
+            if not_after >= 0 && (now.as_secs() as i64) > not_after {
+                time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(not_after as u64));
+            }
+        }
+
+        let ee = EndEntityCert::try_from(end_entity).map_err(|e| from_webpki(&e))?;
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = store.crls.iter().collect();
+        let revocation = if crl_refs.is_empty() {
+            None
+        } else {
+            RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+                b.with_depth(RevocationCheckDepth::Chain)
+                    .with_status_policy(UnknownStatusPolicy::Allow)
+                    .build()
+            })
+        };
+        let max_depth = store.limits.max_chain_depth;
+        let depth_check = move |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            // leaf + intermediates on the path + the trust anchor
+            let len = 2 + path.intermediate_certificates().count();
+            if len > max_depth {
+                Err(webpki::Error::MaximumPathDepthExceeded)
+            } else {
+                Ok(())
+            }
+        };
+        ee.verify_for_usage(
+            self.algorithms.all,
+            &store.anchors,
+            intermediates,
+            time,
+            webpki::KeyUsage::client_auth(),
+            revocation,
+            Some(&depth_check),
+        )
+        .map(|_| ())
+        .map_err(|e| from_webpki(&e))
+    }
+}
+
+impl ClientCertVerifier for ConnVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        matches!(*self.policy, Policy::Verify { .. })
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        match &*self.policy {
+            Policy::Verify {
+                store,
+                advertise_ca_names: true,
+                ..
+            } => &store.ca_names,
+            _ => &[],
+        }
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.record.set_leaf(certinfo::leaf_facts(end_entity).ok());
+        match self.verify(end_entity, intermediates, now) {
+            Ok(()) => Ok(ClientCertVerified::assertion()),
+            Err((failure, alert)) => Err(reject(&self.record, failure, alert)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms).map_err(|e| {
+            self.record.set_failure(Failure::new(
+                VerifyCode::Rejected,
+                format!("client's CertificateVerify signature does not verify with its certificate's key: {e}"),
+            ));
+            e
+        })
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|e| {
+            self.record.set_failure(Failure::new(
+                VerifyCode::Rejected,
+                format!("client's CertificateVerify signature does not verify with its certificate's key: {e}"),
+            ));
+            e
+        })
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

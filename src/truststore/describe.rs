@@ -1,0 +1,44 @@
+//! `certgate truststore describe`: what ALB's describe-trust-stores and
+//! describe-trust-store-revocations show, for a loaded store.
+
+use std::fmt::Write as _;
+
+use super::TrustStore;
+
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Human-readable description of one store.
+pub fn describe(store: &TrustStore) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "trust store: {}", store.name);
+    let _ = writeln!(s, "  version: {}", store.version);
+    let _ = writeln!(s, "  CA certificates: {}", store.cas.len());
+    for ca in &store.cas {
+        let _ = writeln!(s, "    - {} (not after {})", ca.subject, date(ca.not_after_unix));
+    }
+    let _ = writeln!(
+        s,
+        "  revocation lists: {} ({} revoked entries in total)",
+        store.crl_infos.len(),
+        store.revoked_entries()
+    );
+    for crl in &store.crl_infos {
+        let next = crl.next_update_unix.map(date).unwrap_or_else(|| "none".to_string());
+        let _ = writeln!(s, "    - issuer: {}", crl.issuer);
+        let _ = writeln!(s, "      source: {}", crl.source);
+        let _ = writeln!(s, "      revoked entries: {}", crl.revoked_entries);
+        let _ = writeln!(s, "      this update: {}", date(crl.this_update_unix));
+        let _ = writeln!(s, "      next update: {next}");
+    }
+    let _ = writeln!(
+        s,
+        "  limits: max_chain_depth {}, max_client_certificate_size {} bytes",
+        store.limits.max_chain_depth, store.limits.max_client_certificate_size
+    );
+    s
+}
