@@ -1,0 +1,748 @@
+//! End to end over 127.0.0.1: the real proxy, a real backend, rustls clients. For each mode and
+//! client case: the handshake outcome, the exact headers the backend receives (expected values
+//! written out or computed here, never by certgate), the connection-log line and the access-log
+//! link.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use rcgen::{DnType, DnValue, ExtendedKeyUsagePurpose};
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
+use serde_json::Value;
+use support::pki::*;
+use support::*;
+use time::macros::datetime;
+
+const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
+const PASSTHROUGH: &str = "mode = \"passthrough\"";
+const OFF: &str = "mode = \"off\"";
+
+/// Serial header computed independently: uppercase hex of the DER INTEGER content without the
+/// leading sign byte.
+fn serial_header(raw: &[u8]) -> String {
+    let bytes = if raw.len() > 1 && raw[0] == 0 { &raw[1..] } else { raw };
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Expects the handshake (or the first read after it) to fail, then returns the connection-log
+/// record of that attempt.
+async fn refused(proxy: &Proxy, backend: &Backend, cfg: Arc<rustls::ClientConfig>, n: usize) -> Value {
+    let before = backend.count();
+    let r = get(proxy.addr, cfg, "/x").await;
+    assert!(r.is_err(), "request should have been refused, got {r:?}");
+    assert_eq!(backend.count(), before, "a refused client reached the backend");
+    proxy.conn_records(n).pop().unwrap()
+}
+
+fn assert_failed(rec: &Value, code: &str) {
+    assert_eq!(rec["tls_verify_status"], format!("Failed:{code}"), "record: {rec}");
+    let detail = rec["tls_verify_detail"].as_str().unwrap_or("");
+    assert!(detail.len() > 10, "detail should say what happened: {rec}");
+    assert!(rec["tls_handshake_latency"].is_null());
+    assert!(rec["conn_trace_id"].as_str().unwrap().starts_with("TID_"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_good_client_gets_exact_alb_headers_and_logs() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    assert_eq!(get(proxy.addr, cfg, "/hello?a=1").await.unwrap(), 200);
+
+    let seen = backend.last();
+    assert_eq!(seen.path, "/hello?a=1");
+    assert_eq!(seen.one("x-amzn-mtls-clientcert-serial-number"), serial_header(&pki.good.serial));
+    assert_eq!(seen.one("x-amzn-mtls-clientcert-issuer"), "CN=certgate test intermediate");
+    assert_eq!(seen.one("x-amzn-mtls-clientcert-subject"), "CN=client");
+    let (_, cert) = x509_parser::parse_x509_certificate(&pki.good.der).unwrap();
+    let fmt = |t: x509_parser::time::ASN1Time| {
+        let d = t.to_datetime();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        )
+    };
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-validity"),
+        format!("NotBefore={};NotAfter={}", fmt(cert.validity().not_before), fmt(cert.validity().not_after))
+    );
+    assert_eq!(seen.one("x-amzn-mtls-clientcert-leaf"), expected_url_pem(&[&pki.good.der]));
+    assert!(!seen.has("x-amzn-mtls-clientcert"), "passthrough header must not be sent in verify mode");
+    assert!(!seen.has("x-amzn-tls-version"));
+    assert_eq!(seen.one("x-forwarded-for"), "127.0.0.1");
+    assert_eq!(seen.one("x-forwarded-proto"), "https");
+    assert_eq!(seen.one("x-forwarded-port"), proxy.addr.port().to_string());
+    assert_eq!(seen.one("host"), "localhost");
+
+    let rec = &proxy.conn_records(1)[0];
+    assert_eq!(rec["tls_verify_status"], "Success");
+    assert!(rec["tls_verify_detail"].is_null());
+    assert_eq!(rec["tls_protocol"], "TLSv1.3");
+    assert_eq!(rec["tls_cipher"].as_str().unwrap().starts_with("TLS_"), true);
+    assert_eq!(rec["listener_port"], proxy.addr.port());
+    assert_eq!(rec["client_ip"], "127.0.0.1");
+    assert_eq!(rec["leaf_client_cert_subject"], "CN=client");
+    assert_eq!(rec["leaf_client_cert_serial_number"], serial_header(&pki.good.serial));
+    assert_eq!(rec["leaf_client_cert_validity"], seen.one("x-amzn-mtls-clientcert-validity"));
+    assert_eq!(rec["mode"], "verify");
+    assert_eq!(rec["listener"], "web");
+    assert_eq!(rec["alpn"], "http/1.1");
+    assert_eq!(rec["sni"], "localhost");
+    assert!(rec["tls_handshake_latency"].as_f64().unwrap() >= 0.0);
+    assert!(rec["tls_keyexchange"].is_string());
+    assert!(rec["trust_store_version"].as_str().unwrap().starts_with("sha256:"));
+    let tid = rec["conn_trace_id"].as_str().unwrap();
+    assert_eq!(tid.len(), 36);
+
+    let acc = &proxy.access_records(1)[0];
+    assert_eq!(acc["conn_trace_id"], tid);
+    assert_eq!(acc["elb_status_code"], 200);
+    assert_eq!(acc["target_status_code"], 200);
+    assert_eq!(acc["request"], "GET /hello?a=1 HTTP/1.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connection_has_one_connection_record_and_many_access_records() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    let req = "GET /a HTTP/1.1\r\nHost: localhost\r\n\r\nGET /b HTTP/1.1\r\nHost: localhost\r\n\r\nGET /c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let resp = raw_http1(proxy.addr, cfg, req).await.unwrap();
+    assert_eq!(resp.matches("HTTP/1.1 200").count(), 3, "{resp}");
+    let acc = proxy.access_records(3);
+    let conns = proxy.conn_records(1);
+    assert_eq!(conns.len(), 1);
+    for a in &acc {
+        assert_eq!(a["conn_trace_id"], conns[0]["conn_trace_id"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_refuses_each_bad_client_with_albs_code() {
+    let mut pki = Pki::new();
+    let now = time::OffsetDateTime::now_utc();
+    let untrusted_root = root_ca("some other root");
+    let deep = pki.root.chain_of(4);
+    let deep_refs: Vec<&Ca> = deep.iter().rev().collect();
+    let three = pki.root.chain_of(3);
+    let three_refs: Vec<&Ca> = three.iter().rev().collect();
+    let cases: Vec<(&str, Leaf, Vec<&Ca>, &str)> = vec![
+        ("revoked leaf", pki.revoked.clone(), vec![&pki.inter], "ClientCertCrlHit"),
+        (
+            "expired",
+            pki.inter.leaf(&LeafSpec {
+                not_before: now - time::Duration::days(30),
+                not_after: now - time::Duration::days(1),
+                ..LeafSpec::client("expired")
+            }),
+            vec![&pki.inter],
+            "ClientCertExpired",
+        ),
+        (
+            "not yet valid",
+            pki.inter.leaf(&LeafSpec {
+                not_before: now + time::Duration::days(1),
+                not_after: now + time::Duration::days(30),
+                ..LeafSpec::client("future")
+            }),
+            vec![&pki.inter],
+            "ClientCertNotYetValid",
+        ),
+        (
+            "untrusted CA",
+            untrusted_root.leaf(&LeafSpec::client("stranger")),
+            vec![],
+            "ClientCertUntrusted",
+        ),
+        (
+            "wrong EKU",
+            pki.inter.leaf(&LeafSpec {
+                eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
+                ..LeafSpec::client("server-only")
+            }),
+            vec![&pki.inter],
+            "ClientCertPurposeInvalid",
+        ),
+        (
+            "presented chain too deep",
+            deep[3].leaf(&LeafSpec::client("deep")),
+            deep_refs,
+            "ClientCertMaxChainDepthExceeded",
+        ),
+        (
+            "path too deep",
+            three[2].leaf(&LeafSpec::client("deep path")),
+            three_refs,
+            "ClientCertMaxChainDepthExceeded",
+        ),
+        (
+            "oversize certificate",
+            pki.inter.leaf(&LeafSpec {
+                pad_bytes: 17 * 1024,
+                ..LeafSpec::client("big")
+            }),
+            vec![&pki.inter],
+            "ClientCertMaxSizeExceeded",
+        ),
+        (
+            "Ed25519 key",
+            pki.inter.leaf(&LeafSpec {
+                key: KeyKind::Ed25519,
+                ..LeafSpec::client("edwards")
+            }),
+            vec![&pki.inter],
+            "ClientCertTypeUnsupported",
+        ),
+    ];
+    // Revoke the intermediate through the root's CRL in a second store, below.
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    for (i, (what, leaf, cas, code)) in cases.iter().enumerate() {
+        let cfg = client_config(&pki, Some((leaf, cas)), &[b"http/1.1"]);
+        let rec = refused(&proxy, &backend, cfg, i + 1).await;
+        assert_eq!(rec["tls_verify_status"], format!("Failed:{code}"), "case {what}: {rec}");
+        assert_failed(&rec, code);
+        // The leaf facts are logged on failure too.
+        assert_eq!(rec["leaf_client_cert_serial_number"], serial_header(&leaf.serial), "case {what}");
+    }
+    // The proxy still serves a good client after all of that.
+    let good = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    assert_eq!(get(proxy.addr, good, "/").await.unwrap(), 200);
+
+    // An intermediate revoked by the root's CRL refuses every leaf below it.
+    pki.root_crl = pki.root.crl(&[&pki.inter.serial]);
+    let proxy2 = Proxy::verify(&pki, backend.addr).await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    let rec = refused(&proxy2, &backend, cfg, 1).await;
+    assert_failed(&rec, "ClientCertCrlHit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_without_certificate_is_unmapped_with_detail() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let rec = refused(&proxy, &backend, client_config(&pki, None, &[]), 1).await;
+    assert_failed(&rec, "UnmappedConnectionError");
+    assert!(rec["tls_verify_detail"].as_str().unwrap().contains("no certificate"), "{rec}");
+    assert!(rec["leaf_client_cert_subject"].is_null());
+    assert!(!proxy.access_log.exists() || proxy.access_records(0).is_empty(), "failed handshakes have no access record");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ignore_expiry_accepts_an_expired_client_but_not_a_future_one() {
+    let pki = Pki::new();
+    let now = time::OffsetDateTime::now_utc();
+    let expired = pki.inter.leaf(&LeafSpec {
+        not_before: now - time::Duration::days(30),
+        not_after: now - time::Duration::days(1),
+        ..LeafSpec::client("expired")
+    });
+    let future = pki.inter.leaf(&LeafSpec {
+        not_before: now + time::Duration::days(1),
+        ..LeafSpec::client("future")
+    });
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, &format!("{VERIFY}\nignore_client_certificate_expiry = true"), "").await;
+    let cfg = client_config(&pki, Some((&expired, &[&pki.inter])), &[]);
+    assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
+    assert_eq!(backend.last().one("x-amzn-mtls-clientcert-subject"), "CN=expired");
+    let cfg = client_config(&pki, Some((&future, &[&pki.inter])), &[]);
+    let rec = refused(&proxy, &backend, cfg, 2).await;
+    assert_failed(&rec, "ClientCertNotYetValid");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_and_ecdsa_clients_are_accepted() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    for kind in [KeyKind::Rsa2048, KeyKind::EcP384, KeyKind::EcP256] {
+        let leaf = pki.inter.leaf(&LeafSpec {
+            key: kind,
+            ..LeafSpec::client(&format!("{kind:?}"))
+        });
+        let cfg = client_config(&pki, Some((&leaf, &[&pki.inter])), &[]);
+        assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200, "{kind:?}");
+        assert_eq!(backend.last().one("x-amzn-mtls-clientcert-subject"), format!("CN={kind:?}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dn_escaping_and_high_bit_serial_are_byte_exact() {
+    let pki = Pki::new();
+    let leaf = pki.inter.leaf(&LeafSpec {
+        subject: vec![
+            (DnType::CountryName, DnValue::PrintableString("US".try_into().unwrap())),
+            (DnType::StateOrProvinceName, DnValue::from("Washington")),
+            (DnType::LocalityName, DnValue::from(" Seattle")),
+            (DnType::OrganizationName, DnValue::from("Smith, Jones + \"Co\"")),
+            (DnType::OrganizationalUnitName, DnValue::from("#1 <dev>;ops\\qa ")),
+            (DnType::CommonName, DnValue::from("Zoë")),
+        ],
+        serial: Some(vec![0xFE, 0xF2, 0x57, 0x37, 0x2D, 0x5C, 0x14, 0xD4]),
+        ..LeafSpec::default()
+    });
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let cfg = client_config(&pki, Some((&leaf, &[&pki.inter])), &[]);
+    assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
+    let seen = backend.last();
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-subject"),
+        r#"CN=Zo\C3\AB,OU=\#1 \<dev\>\;ops\\qa\ ,O=Smith\, Jones \+ \"Co\",L=\ Seattle,ST=Washington,C=US"#
+    );
+    assert_eq!(seen.one("x-amzn-mtls-clientcert-serial-number"), "FEF257372D5C14D4");
+    let rec = &proxy.conn_records(1)[0];
+    assert_eq!(rec["leaf_client_cert_serial_number"], "FEF257372D5C14D4");
+    assert_eq!(rec["leaf_client_cert_subject"], seen.one("x-amzn-mtls-clientcert-subject"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passthrough_forwards_the_presented_chain_and_accepts_any_issuer() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, PASSTHROUGH, "").await;
+
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.one("x-amzn-mtls-clientcert"), expected_url_pem(&[&pki.good.der, &pki.inter.der]));
+    for h in ["x-amzn-mtls-clientcert-subject", "x-amzn-mtls-clientcert-leaf", "x-amzn-mtls-clientcert-serial-number"] {
+        assert!(!seen.has(h), "{h} is a verify-mode header");
+    }
+
+    // Not validated against any store: a stranger's certificate is forwarded as presented.
+    let stranger = root_ca("stranger root").leaf(&LeafSpec::client("stranger"));
+    let cfg = client_config(&pki, Some((&stranger, &[])), &[]);
+    assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
+    assert_eq!(backend.last().one("x-amzn-mtls-clientcert"), expected_url_pem(&[&stranger.der]));
+
+    // Without a certificate the request goes through without the header.
+    assert_eq!(get(proxy.addr, client_config(&pki, None, &[]), "/").await.unwrap(), 200);
+    assert!(!backend.last().has("x-amzn-mtls-clientcert"));
+
+    let recs = proxy.conn_records(3);
+    assert!(recs.iter().all(|r| r["tls_verify_status"] == "Success" && r["mode"] == "passthrough"));
+    assert_eq!(recs[1]["leaf_client_cert_subject"], "CN=stranger");
+    assert!(recs[2]["leaf_client_cert_subject"].is_null());
+}
+
+/// Presents a certificate with a private key that does not belong to it.
+#[derive(Debug)]
+struct WrongKey(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for WrongKey {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passthrough_still_checks_possession_of_the_key() {
+    let pki = Pki::new();
+    let other = pki.inter.leaf(&LeafSpec::client("other"));
+    let provider = provider();
+    let signer = provider.key_provider.load_private_key(other.private_key_der()).unwrap();
+    let certified = Arc::new(CertifiedKey::new(vec![pki.good.cert_der()], signer));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.server_ca.cert_der()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(WrongKey(certified)));
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, PASSTHROUGH, "").await;
+    let rec = refused(&proxy, &backend, Arc::new(cfg), 1).await;
+    assert_failed(&rec, "ClientCertRejected");
+    assert_eq!(rec["leaf_client_cert_subject"], "CN=client");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn off_mode_asks_for_no_certificate_and_adds_no_mtls_header() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, OFF, "").await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    let mut tls = connect(proxy.addr, cfg.clone()).await.unwrap();
+    // The server never asked, so the client sent nothing.
+    use tokio::io::AsyncWriteExt;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    use tokio::io::AsyncReadExt;
+    tls.read_to_string(&mut out).await.unwrap();
+    assert_eq!(status_of(&out), Some(200));
+    let seen = backend.last();
+    assert!(seen.headers.iter().all(|(n, _)| !n.starts_with("x-amzn-")), "{:?}", seen.headers);
+    let rec = &proxy.conn_records(1)[0];
+    assert_eq!(rec["mode"], "off");
+    assert_eq!(rec["tls_verify_status"], "Success");
+    assert!(rec["leaf_client_cert_subject"].is_null());
+    assert!(rec["trust_store_version"].is_null());
+}
+
+fn forged_h1(extra: &str) -> String {
+    format!(
+        "GET /spoof HTTP/1.1\r\nHost: localhost\r\n\
+         X-Amzn-Mtls-Clientcert: forged-1\r\n\
+         x-amzn-mtls-clientcert: forged-2\r\n\
+         X-AMZN-MTLS-CLIENTCERT-SUBJECT: CN=admin\r\n\
+         x-Amzn-Mtls-Clientcert-Subject: CN=root\r\n\
+         X-Amzn-Mtls-Clientcert-Issuer: CN=evil\r\n\
+         X-Amzn-Mtls-Clientcert-Serial-Number: 01\r\n\
+         X-Amzn-Mtls-Clientcert-Validity: NotBefore=x\r\n\
+         X-Amzn-Mtls-Clientcert-Leaf: forged\r\n\
+         X-Amzn-Tls-Version: TLSv1.0\r\n\
+         X-Amzn-Tls-Cipher-Suite: NULL\r\n\
+         {extra}Connection: close\r\n\r\n"
+    )
+}
+
+const FORGED_VALUES: [&str; 10] = [
+    "forged-1", "forged-2", "CN=admin", "CN=root", "CN=evil", "01", "NotBefore=x", "forged", "TLSv1.0", "NULL",
+];
+
+fn assert_no_forged(seen: &Seen) {
+    for (n, v) in &seen.headers {
+        assert!(!FORGED_VALUES.contains(&v.as_str()), "forged header reached the backend: {n}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_headers_never_reach_the_backend_in_any_mode_over_http1() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    for mutual in [OFF, PASSTHROUGH, VERIFY] {
+        let proxy = Proxy::start(&pki, backend.addr, mutual, "").await;
+        for client in [None, Some((&pki.good, &[&pki.inter][..]))] {
+            if mutual == VERIFY && client.is_none() {
+                continue;
+            }
+            let cfg = client_config(&pki, client, &[b"http/1.1"]);
+            let resp = raw_http1(proxy.addr, cfg, &forged_h1("")).await.unwrap();
+            assert_eq!(status_of(&resp), Some(200), "{mutual}: {resp}");
+            let seen = backend.last();
+            assert_no_forged(&seen);
+            if mutual == VERIFY {
+                assert_eq!(seen.one("x-amzn-mtls-clientcert-subject"), "CN=client");
+            }
+            if mutual == PASSTHROUGH && client.is_some() {
+                assert_eq!(seen.one("x-amzn-mtls-clientcert"), expected_url_pem(&[&pki.good.der, &pki.inter.der]));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_headers_never_reach_the_backend_over_http2() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let forged = [
+        ("x-amzn-mtls-clientcert", "forged-1"),
+        ("x-amzn-mtls-clientcert", "forged-2"),
+        ("x-amzn-mtls-clientcert-subject", "CN=admin"),
+        ("x-amzn-mtls-clientcert-subject", "CN=root"),
+        ("x-amzn-mtls-clientcert-issuer", "CN=evil"),
+        ("x-amzn-mtls-clientcert-serial-number", "01"),
+        ("x-amzn-mtls-clientcert-validity", "NotBefore=x"),
+        ("x-amzn-mtls-clientcert-leaf", "forged"),
+        ("x-amzn-tls-version", "TLSv1.0"),
+        ("x-amzn-tls-cipher-suite", "NULL"),
+    ];
+    for mutual in [OFF, PASSTHROUGH, VERIFY] {
+        let proxy = Proxy::start(&pki, backend.addr, mutual, "").await;
+        let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"h2"]);
+        assert_eq!(get_h2(proxy.addr, cfg, "/h2", &forged).await.unwrap(), 200, "{mutual}");
+        let seen = backend.last();
+        assert_no_forged(&seen);
+        assert_eq!(seen.one("host"), "localhost");
+        if mutual == VERIFY {
+            assert_eq!(seen.one("x-amzn-mtls-clientcert-subject"), "CN=client");
+        }
+        let rec = proxy.conn_records(1).pop().unwrap();
+        assert_eq!(rec["alpn"], "h2");
+        let acc = proxy.access_records(1).pop().unwrap();
+        assert_eq!(acc["http_version"], "HTTP/2.0");
+        assert_eq!(acc["conn_trace_id"], rec["conn_trace_id"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renamed_headers_and_tls_headers_are_sent_and_all_names_stripped() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let extra = "";
+    let mutual = format!(
+        "{VERIFY}\n\n[listener.headers]\nx_amzn_mtls_clientcert_subject = \"X-Client-Subject\"\n\
+         x_amzn_tls_version = \"X-Tls-Ver\"\ntls_version_and_cipher_suite = true"
+    );
+    let proxy = Proxy::start(&pki, backend.addr, &mutual, extra).await;
+
+    // TLS 1.2 so the cipher has a distinct OpenSSL name.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.server_ca.cert_der()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(pki.good.chain_der(&[&pki.inter]), pki.good.private_key_der())
+        .unwrap();
+    let req = forged_h1("X-Client-Subject: CN=forged-renamed\r\nX-Tls-Ver: forged-ver\r\n");
+    let resp = raw_http1(proxy.addr, Arc::new(cfg), &req).await.unwrap();
+    assert_eq!(status_of(&resp), Some(200), "{resp}");
+    let seen = backend.last();
+    assert_no_forged(&seen);
+    assert_eq!(seen.one("x-client-subject"), "CN=client");
+    assert!(!seen.has("x-amzn-mtls-clientcert-subject"), "the default name is stripped, not sent");
+    assert_eq!(seen.one("x-tls-ver"), "TLSv1.2");
+    assert_eq!(seen.one("x-amzn-tls-cipher-suite"), "ECDHE-ECDSA-AES256-GCM-SHA384");
+    assert_eq!(seen.one("x-amzn-mtls-clientcert-issuer"), "CN=certgate test intermediate");
+    let rec = &proxy.conn_records(1)[0];
+    assert_eq!(rec["tls_protocol"], "TLSv1.2");
+    assert_eq!(rec["tls_cipher"], "ECDHE-ECDSA-AES256-GCM-SHA384");
+}
+
+/// Records the CA names the server advertised in its CertificateRequest.
+#[derive(Debug)]
+struct HintRecorder {
+    inner: Arc<CertifiedKey>,
+    hints: Mutex<Vec<Vec<u8>>>,
+}
+
+impl ResolvesClientCert for HintRecorder {
+    fn resolve(&self, hints: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        *self.hints.lock().unwrap() = hints.iter().map(|h| h.to_vec()).collect();
+        Some(self.inner.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+async fn advertised_names(pki: &Pki, mutual: &str) -> Vec<Vec<u8>> {
+    let provider = provider();
+    let signer = provider.key_provider.load_private_key(pki.good.private_key_der()).unwrap();
+    let recorder = Arc::new(HintRecorder {
+        inner: Arc::new(CertifiedKey::new(pki.good.chain_der(&[&pki.inter]), signer)),
+        hints: Mutex::new(Vec::new()),
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.server_ca.cert_der()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(recorder.clone());
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(pki, backend.addr, mutual, "").await;
+    assert_eq!(get(proxy.addr, Arc::new(cfg), "/").await.unwrap(), 200);
+    let hints = recorder.hints.lock().unwrap().clone();
+    hints
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn advertise_trust_store_ca_names_sends_the_bundle_subjects() {
+    let pki = Pki::new();
+    let on = advertised_names(&pki, &format!("{VERIFY}\nadvertise_trust_store_ca_names = \"on\"")).await;
+    let (_, root) = x509_parser::parse_x509_certificate(&pki.root.der).unwrap();
+    // The hint is the DER Name of the root, the only CA in the test bundle.
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert!(on[0].ends_with(root.subject().as_raw()) || on[0] == root.subject().as_raw());
+    let off = advertised_names(&pki, VERIFY).await;
+    assert!(off.is_empty(), "off by default, as on ALB: {off:?}");
+}
+
+async fn handshake_kinds(pki: &Pki, mutual: &str) -> Vec<rustls::HandshakeKind> {
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(pki, backend.addr, mutual, "").await;
+    let cfg = client_config(pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let mut tls = connect(proxy.addr, cfg.clone()).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        kinds.push(tls.get_ref().1.handshake_kind().unwrap());
+    }
+    kinds
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_resumption_is_off_in_verify_and_passthrough() {
+    let pki = Pki::new();
+    for mutual in [VERIFY, PASSTHROUGH] {
+        let kinds = handshake_kinds(&pki, mutual).await;
+        assert!(kinds.iter().all(|k| *k == rustls::HandshakeKind::Full), "{mutual}: {kinds:?}");
+    }
+    let kinds = handshake_kinds(&pki, OFF).await;
+    assert!(kinds.contains(&rustls::HandshakeKind::Resumed), "off mode may resume: {kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_down_gives_502_and_slow_backend_504_and_the_proxy_keeps_serving() {
+    let pki = Pki::new();
+    // A port with nothing listening.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let proxy = Proxy::verify(&pki, dead).await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    assert_eq!(get(proxy.addr, cfg.clone(), "/").await.unwrap(), 502);
+    let acc = &proxy.access_records(1)[0];
+    assert_eq!(acc["elb_status_code"], 502);
+    assert!(acc["target_status_code"].is_null());
+    assert!(acc["error_reason"].as_str().unwrap().contains("cannot connect"), "{acc}");
+    assert_eq!(acc["target_processing_time"], -1.0);
+
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
+    drop(proxy);
+    let mutual = VERIFY.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki, backend.addr, &mutual, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "backend = ",
+        "backend_timeout_secs = 1\nbackend = ",
+    );
+    std::fs::write(&path, text).unwrap();
+    let cfgfile = certgate::config::load(&path).unwrap();
+    let server = certgate::server::Server::start(cfgfile).await.unwrap();
+    let addr = server.local_addr("web").unwrap();
+    assert_eq!(get(addr, cfg.clone(), "/slow").await.unwrap(), 504);
+    assert_eq!(get(addr, cfg, "/fast").await.unwrap(), 200);
+    let acc = json_lines(&dir.path().join("access.log"), 2);
+    assert!(acc[0]["error_reason"].as_str().unwrap().contains("no response within 1s"), "{}", acc[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alb_format_writes_albs_space_separated_line() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
+    drop(proxy);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("path = \"conn.log\"", "path = \"conn.log\"\nformat = \"alb\"");
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap()).await.unwrap();
+    let addr = server.local_addr("web").unwrap();
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    assert_eq!(get(addr, cfg, "/").await.unwrap(), 200);
+    let cfg = client_config(&pki, Some((&pki.revoked, &[&pki.inter])), &[]);
+    assert!(get(addr, cfg, "/").await.is_err());
+    let log = dir.path().join("conn.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let lines = loop {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        if t.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break t.lines().map(str::to_string).collect::<Vec<_>>();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    // timestamp ip port listener_port proto cipher latency "subject" validity serial status tid kx elb ip
+    let ok: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(ok.len(), 15, "{}", lines[0]);
+    assert!(ok[0].ends_with('Z') && ok[0].len() == 27);
+    assert_eq!(ok[1], "127.0.0.1");
+    assert_eq!(ok[3], addr.port().to_string());
+    assert_eq!(ok[4], "TLSv1.3");
+    assert_eq!(ok[7], "\"CN=client\"");
+    assert_eq!(ok[9], serial_header(&pki.good.serial));
+    assert_eq!(ok[10], "Success");
+    assert!(ok[11].starts_with("TID_"));
+    assert_eq!(ok[13], "web");
+    let bad: Vec<&str> = lines[1].split(' ').collect();
+    assert_eq!(bad[6], "-", "no latency for a failed handshake");
+    assert_eq!(bad[7], "\"CN=revoked\"");
+    assert_eq!(bad[10], "Failed:ClientCertCrlHit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_style_reload_revokes_without_dropping_open_connections() {
+    let mut pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"h2"]);
+    // An open HTTP/2 connection before the reload.
+    let tls = connect(proxy.addr, cfg.clone()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = || hyper::Request::builder().uri("https://localhost/open").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+    let v1 = proxy.server.trust_store_version("corp").unwrap();
+
+    // Revoke the good client on disk and reload.
+    pki.inter_crl = pki.inter.crl(&[&pki.revoked.serial, &pki.good.serial]);
+    write_pem(proxy.dir.path(), "inter.crl.pem", &pki.inter_crl.pem);
+    assert!(proxy.server.reload().is_empty());
+    let v2 = proxy.server.trust_store_version("corp").unwrap();
+    assert_ne!(v1, v2);
+    assert!(get(proxy.addr, cfg.clone(), "/").await.is_err(), "revoked after reload");
+    let rec = proxy.conn_records(2).pop().unwrap();
+    assert_failed(&rec, "ClientCertCrlHit");
+    assert_eq!(rec["trust_store_version"], v2.as_str());
+    // The connection opened before the reload was not dropped by the reload itself.
+    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+
+    // A broken CRL keeps the last good store.
+    write_pem(proxy.dir.path(), "inter.crl.pem", "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+    let problems = proxy.server.reload();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("inter.crl.pem"), "{problems:?}");
+    assert_eq!(proxy.server.trust_store_version("corp").unwrap(), v2);
+    let other = pki.inter.leaf(&LeafSpec::client("other"));
+    assert_eq!(get(proxy.addr, client_config(&pki, Some((&other, &[&pki.inter])), &[]), "/").await.unwrap(), 200);
+    assert!(get(proxy.addr, cfg, "/").await.is_err(), "still revoked by the last good store");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handshake_deadline_drops_a_silent_client() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
+    drop(proxy);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace("backend = ", "handshake_timeout_secs = 1\nbackend = ");
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap()).await.unwrap();
+    let addr = server.local_addr("web").unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    use tokio::io::AsyncReadExt;
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "silent client should be closed: {n:?}");
+    let rec = &json_lines(&dir.path().join("conn.log"), 1)[0];
+    assert_failed(rec, "UnmappedConnectionError");
+    assert!(rec["tls_verify_detail"].as_str().unwrap().contains("within 1s"), "{rec}");
+}
+
+#[test]
+fn validity_header_example_from_alb_docs() {
+    // A fixed-date certificate checks the format independently of "now".
+    let pki_root = root_ca("fixed");
+    let leaf = pki_root.leaf(&LeafSpec {
+        not_before: datetime!(2023-09-21 01:50:17 UTC),
+        not_after: datetime!(2024-09-20 01:50:17 UTC),
+        ..LeafSpec::client("fixed")
+    });
+    let facts = certgate::certinfo::leaf_facts(&leaf.der).unwrap();
+    assert_eq!(facts.validity, "NotBefore=2023-09-21T01:50:17Z;NotAfter=2024-09-20T01:50:17Z");
+}
