@@ -1,1 +1,343 @@
-fn main(){}
+//! Benchmarks for certgate's hot paths.
+//!
+//! Measured:
+//! - `certinfo/*`: `leaf_facts` and `rfc2253` on a realistic EC P-256 client certificate
+//!   (subject C/ST/L/O/OU/CN), `url_encoded_pem` of the leaf and of leaf + intermediate.
+//! - `headers/per_connection_*`: `connection_headers` in verify and passthrough mode with ALB's
+//!   default names, i.e. what is computed once per TLS connection.
+//! - `headers/per_request`: what every proxied request pays: cloning a 12-header request map
+//!   (10 ordinary headers plus 2 forged `x-amzn-mtls-*`), `strip_hop_by_hop`, `strip_owned`,
+//!   `set_forwarded` and inserting the precomputed connection headers.
+//!   `headers/request_map_clone` is the clone alone, to tell the two costs apart.
+//! - `logs/conn_json`, `logs/conn_alb`: `ConnectionRecord::to_json` / `to_alb` for a Success record.
+//! - `truststore/build_crl_*`: `truststore::build` with one CA and one PEM CRL of 1,000 and
+//!   100,000 revoked entries.
+//!
+//! Run with: `cargo bench --bench headers` (add a name filter, e.g. `-- headers/`, to run a subset).
+//! Certificates and CRLs are generated once with rcgen before their group runs.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
+};
+use rustls::pki_types::CertificateDer;
+use time::macros::datetime;
+use x509_parser::prelude::parse_x509_certificate;
+
+use certgate::certinfo::{self, LeafFacts};
+use certgate::config::{ChainLimits, HeaderNames, Mode};
+use certgate::logs::connection::ConnectionRecord;
+use certgate::proxy::headers;
+use certgate::truststore;
+
+/// Root CA → intermediate CA → client leaf, all EC P-256, as a typical private PKI issues them.
+struct Pki {
+    root_pem: String,
+    root_issuer: Issuer<'static, KeyPair>,
+    leaf_der: CertificateDer<'static>,
+    intermediate_der: CertificateDer<'static>,
+}
+
+fn key() -> KeyPair {
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("P-256 key generation")
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CountryName, "US");
+    params.distinguished_name.push(DnType::OrganizationName, "Example Corp");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = datetime!(2024-01-01 00:00:00 UTC);
+    params.not_after = datetime!(2034-01-01 00:00:00 UTC);
+    params
+}
+
+fn pki() -> Pki {
+    let root_key = key();
+    let root_params = ca_params("Example Corp Root CA");
+    let root = root_params.self_signed(&root_key).expect("root CA");
+    let root_issuer = Issuer::new(root_params, root_key);
+
+    let intermediate_key = key();
+    let mut intermediate_params = ca_params("Example Corp Client Issuing CA 1");
+    intermediate_params.use_authority_key_identifier_extension = true;
+    let intermediate = intermediate_params
+        .signed_by(&intermediate_key, &root_issuer)
+        .expect("intermediate CA");
+    let intermediate_issuer = Issuer::new(intermediate_params, intermediate_key);
+
+    let leaf_key = key();
+    let mut leaf = CertificateParams::new(vec!["device-0042.clients.example.com".to_string()])
+        .expect("leaf SAN");
+    leaf.subject_alt_names
+        .push(SanType::Rfc822Name("device-0042@example.com".try_into().expect("email SAN")));
+    let dn = &mut leaf.distinguished_name;
+    dn.push(DnType::CountryName, "US");
+    dn.push(DnType::StateOrProvinceName, "Washington");
+    dn.push(DnType::LocalityName, "Seattle");
+    dn.push(DnType::OrganizationName, "Example Corp");
+    dn.push(DnType::OrganizationalUnitName, "Fleet Devices");
+    dn.push(DnType::CommonName, "device-0042.clients.example.com");
+    // 16 random-looking bytes with the high bit set, so DER adds the sign byte serial_hex drops.
+    leaf.serial_number = Some(SerialNumber::from(vec![
+        0xFE, 0xF2, 0x57, 0x37, 0x2D, 0x5C, 0x14, 0xD4, 0x8A, 0x11, 0x93, 0x4B, 0x06, 0xC7, 0x5E,
+        0x21,
+    ]));
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = datetime!(2025-01-01 00:00:00 UTC);
+    leaf.not_after = datetime!(2026-01-01 00:00:00 UTC);
+    let leaf = leaf
+        .signed_by(&leaf_key, &intermediate_issuer)
+        .expect("leaf");
+
+    Pki {
+        root_pem: root.pem(),
+        root_issuer,
+        leaf_der: leaf.der().clone(),
+        intermediate_der: intermediate.der().clone(),
+    }
+}
+
+fn fast(c: &mut Criterion, name: &str) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group
+}
+
+fn bench_certinfo(c: &mut Criterion) {
+    let pki = pki();
+    let leaf: &[u8] = pki.leaf_der.as_ref();
+    let intermediate: &[u8] = pki.intermediate_der.as_ref();
+    let (_, parsed) = parse_x509_certificate(leaf).expect("leaf parses");
+    let subject = &parsed.tbs_certificate.subject;
+    assert_eq!(
+        certinfo::rfc2253(subject),
+        "CN=device-0042.clients.example.com,OU=Fleet Devices,O=Example Corp,L=Seattle,ST=Washington,C=US"
+    );
+
+    let mut group = fast(c, "certinfo");
+    group.bench_function("leaf_facts", |b| {
+        b.iter(|| certinfo::leaf_facts(black_box(leaf)).expect("leaf facts"))
+    });
+    group.bench_function("rfc2253_subject", |b| {
+        b.iter(|| certinfo::rfc2253(black_box(subject)))
+    });
+    group.bench_function("url_encoded_pem_leaf", |b| {
+        b.iter(|| certinfo::url_encoded_pem([black_box(leaf)]))
+    });
+    group.bench_function("url_encoded_pem_chain", |b| {
+        b.iter(|| certinfo::url_encoded_pem([black_box(leaf), black_box(intermediate)]))
+    });
+    group.finish();
+}
+
+/// A browser-ish request as hyper would hand it over, including two forged certgate headers
+/// and a keep-alive `Connection` header that must be stripped.
+fn request_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "api.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        ("accept", "application/json, text/plain, */*"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkZXZpY2UtMDA0MiJ9.c2lnbmF0dXJl"),
+        ("cookie", "session=4f1c2a9e7b; theme=dark; _ga=GA1.2.123456789.1700000000"),
+        ("x-request-id", "8d3e4c6a-2f1b-4e9a-9c7d-5b6a4e3f2d1c"),
+        ("x-forwarded-for", "198.51.100.7"),
+        ("connection", "keep-alive"),
+        ("x-amzn-mtls-clientcert-subject", "CN=admin,O=Example Corp"),
+        ("x-amzn-mtls-clientcert-leaf", "-----BEGIN%20CERTIFICATE-----%0Aforged%0A"),
+    ] {
+        h.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    h
+}
+
+fn bench_headers(c: &mut Criterion) {
+    let pki = pki();
+    let chain = [pki.leaf_der.clone(), pki.intermediate_der.clone()];
+    let facts = certinfo::leaf_facts(&pki.leaf_der).expect("leaf facts");
+    let names = HeaderNames::alb_defaults();
+    let (tls_version, tls_cipher) = ("TLSv1.3", "TLS_AES_128_GCM_SHA256");
+
+    let mut group = fast(c, "headers");
+    group.bench_function("per_connection_verify", |b| {
+        b.iter(|| {
+            headers::connection_headers(
+                Mode::Verify,
+                &names,
+                black_box(&chain),
+                Some(black_box(&facts)),
+                tls_version,
+                tls_cipher,
+            )
+        })
+    });
+    group.bench_function("per_connection_passthrough", |b| {
+        b.iter(|| {
+            headers::connection_headers(
+                Mode::Passthrough,
+                &names,
+                black_box(&chain),
+                Some(black_box(&facts)),
+                tls_version,
+                tls_cipher,
+            )
+        })
+    });
+
+    // Everything the proxy precomputes per listener / per connection.
+    let conn_headers = headers::connection_headers(
+        Mode::Verify,
+        &names,
+        &chain,
+        Some(&facts),
+        tls_version,
+        tls_cipher,
+    );
+    assert_eq!(conn_headers.len(), 5);
+    let strip = names.strip_set();
+    let client_ip = "203.0.113.9".to_string();
+    let port = HeaderValue::from_static("443");
+    let request = request_headers();
+
+    let per_request = |h: &mut HeaderMap| {
+        headers::strip_hop_by_hop(h);
+        headers::strip_owned(h, &strip);
+        headers::set_forwarded(h, &client_ip, &port);
+        for (name, value) in &conn_headers {
+            h.insert(name.clone(), value.clone());
+        }
+    };
+    {
+        let mut check = request.clone();
+        per_request(&mut check);
+        assert!(!check.contains_key("connection"));
+        assert_eq!(check["x-forwarded-for"], "198.51.100.7, 203.0.113.9");
+        assert_ne!(check["x-amzn-mtls-clientcert-subject"], "CN=admin,O=Example Corp");
+        assert!(!check.contains_key("x-amzn-mtls-clientcert"));
+    }
+
+    group.bench_function("per_request", |b| {
+        b.iter(|| {
+            let mut h = black_box(&request).clone();
+            per_request(&mut h);
+            h
+        })
+    });
+    group.bench_function("per_request_without_clone", |b| {
+        b.iter_batched_ref(|| request.clone(), |h| per_request(h), BatchSize::SmallInput)
+    });
+    group.bench_function("request_map_clone", |b| {
+        b.iter(|| black_box(&request).clone())
+    });
+    group.finish();
+}
+
+fn success_record(facts: LeafFacts) -> ConnectionRecord {
+    ConnectionRecord {
+        timestamp: datetime!(2025-06-01 12:34:56.789012 UTC),
+        client: "203.0.113.9:51234".parse().expect("client addr"),
+        local: "10.0.0.1:443".parse().expect("local addr"),
+        tls_protocol: Some("TLSv1.3"),
+        tls_cipher: Some("TLS_AES_128_GCM_SHA256"),
+        tls_handshake_latency_ms: Some(3),
+        leaf: Some(facts),
+        tls_verify_status: "Success".to_string(),
+        conn_trace_id: "TID_1c71a68d70587445ad5127ff8b2687d7".to_string(),
+        tls_keyexchange: Some("X25519".to_string()),
+        listener: "web".to_string(),
+        mode: "verify",
+        sni: Some("api.example.com".to_string()),
+        alpn: Some("h2".to_string()),
+        trust_store_version: Some("sha256:0123456789abcdef".to_string()),
+        tls_verify_detail: None,
+    }
+}
+
+fn bench_logs(c: &mut Criterion) {
+    let pki = pki();
+    let record = success_record(certinfo::leaf_facts(&pki.leaf_der).expect("leaf facts"));
+
+    let mut group = fast(c, "logs");
+    group.bench_function("conn_json", |b| b.iter(|| black_box(&record).to_json()));
+    group.bench_function("conn_alb", |b| b.iter(|| black_box(&record).to_alb()));
+    group.finish();
+}
+
+/// A PEM CRL from the root CA revoking `entries` certificates with 16-byte serials.
+fn crl_pem(issuer: &Issuer<'_, KeyPair>, entries: u64) -> Vec<u8> {
+    let revoked_certs = (0..entries)
+        .map(|i| {
+            let mut serial = vec![0x4A, 0x3C, 0x91, 0x27, 0x5E, 0x08, 0xB3, 0x6D];
+            serial.extend_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+            RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: datetime!(2025-03-01 00:00:00 UTC),
+                reason_code: None,
+                invalidity_date: None,
+            }
+        })
+        .collect();
+    let params = CertificateRevocationListParams {
+        this_update: datetime!(2025-06-01 00:00:00 UTC),
+        next_update: datetime!(2025-06-08 00:00:00 UTC),
+        crl_number: SerialNumber::from(42u64),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(issuer).expect("CRL");
+    crl.pem().expect("CRL PEM").into_bytes()
+}
+
+fn bench_truststore(c: &mut Criterion) {
+    let pki = pki();
+    let bundle = pki.root_pem.as_bytes();
+    let build = |crls: &[(String, Vec<u8>)]| {
+        truststore::build("bench", "ca.pem", bundle, crls, ChainLimits::default())
+            .expect("trust store builds")
+    };
+
+    let crl_1k = vec![("crl-1k.pem".to_string(), crl_pem(&pki.root_issuer, 1_000))];
+    assert_eq!(build(&crl_1k).revoked_entries(), 1_000);
+    let mut group = c.benchmark_group("truststore");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("build_crl_1k", |b| b.iter(|| build(black_box(&crl_1k))));
+
+    let crl_100k = vec![("crl-100k.pem".to_string(), crl_pem(&pki.root_issuer, 100_000))];
+    assert_eq!(build(&crl_100k).revoked_entries(), 100_000);
+    // Each build takes long enough that flat sampling with 10 samples is plenty.
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("build_crl_100k", |b| b.iter(|| build(black_box(&crl_100k))));
+    // A 1,000,000-entry CRL (near ALB's 50 MB file quota) is left to a later issue.
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_certinfo,
+    bench_headers,
+    bench_logs,
+    bench_truststore
+);
+criterion_main!(benches);

@@ -108,6 +108,13 @@ pub fn validity_string(not_before_unix: i64, not_after_unix: i64) -> String {
     out
 }
 
+/// One instant as ALB writes it in validity strings: `2023-09-21T01:50:17Z`.
+pub fn utc_string(unix: i64) -> String {
+    let mut out = String::with_capacity(20);
+    push_utc(&mut out, unix);
+    out
+}
+
 /// URL-encoded PEM of the given DER certificates in order (leaf first), concatenated.
 pub fn url_encoded_pem<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut out = String::new();

@@ -19,6 +19,7 @@ use crate::logs::connection::ConnectionRecord;
 use crate::logs::LogSink;
 use crate::proxy::{self, headers, ConnContext, ListenerShared};
 use crate::tls::status::{self, Failure, HandshakeRecord, VerifyCode};
+use crate::tls::hello_tap::HelloTap;
 use crate::tls::{self as tlsmod, ListenerTls};
 
 /// A running listener: its fixed settings and its swappable TLS state.
@@ -117,11 +118,17 @@ async fn connection(
     if *stop.borrow() {
         return;
     }
+    let (stream, hello) = HelloTap::new(stream);
     let accept = TlsAcceptor::from(config).accept(stream);
     let result = tokio::time::timeout(shared.timeouts.handshake, accept).await;
     out.record.timestamp = time::OffsetDateTime::now_utc();
     let seen = record.take();
     out.record.leaf = seen.leaf.clone();
+    if let Some(h) = hello.get() {
+        out.record.tls_protocol = Some(tlsmod::protocol_name(h.version));
+        out.record.tls_cipher = Some(tlsmod::cipher_name(h.suite));
+        out.record.tls_keyexchange = h.group.map(tlsmod::group_name);
+    }
     let tls_stream = match result {
         Err(_) => {
             let f = Failure::new(

@@ -211,7 +211,10 @@ async fn verify_refuses_each_bad_client_with_albs_code() {
         let rec = refused(&proxy, &backend, cfg, i + 1).await;
         assert_eq!(rec["tls_verify_status"], format!("Failed:{code}"), "case {what}: {rec}");
         assert_failed(&rec, code);
-        // The leaf facts are logged on failure too.
+        // The leaf facts and the negotiated protocol are logged on failure too.
+        assert_eq!(rec["tls_protocol"], "TLSv1.3", "case {what}");
+        assert!(rec["tls_cipher"].as_str().unwrap().starts_with("TLS_AES_"), "case {what}: {rec}");
+        assert!(rec["tls_keyexchange"].is_string(), "case {what}: {rec}");
         assert_eq!(rec["leaf_client_cert_serial_number"], serial_header(&leaf.serial), "case {what}");
     }
     // The proxy still serves a good client after all of that.

@@ -199,7 +199,7 @@ fn finish(ctx: &ConnContext, mut log: AccessRecord, response: Response<Body>, re
     }
     let total = secs(received.elapsed());
     log.response_processing_time =
-        (total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0);
+        secs_f64((total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0));
     if let Some(sink) = &ctx.listener.access_log {
         sink.write(log.to_json());
     }
@@ -207,7 +207,12 @@ fn finish(ctx: &ConnContext, mut log: AccessRecord, response: Response<Body>, re
 }
 
 fn secs(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1_000_000.0
+    secs_f64(d.as_secs_f64())
+}
+
+/// Seconds with microsecond precision, so logs show `0.000105`, not float noise.
+fn secs_f64(s: f64) -> f64 {
+    (s * 1_000_000.0).round() / 1_000_000.0
 }
 
 fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -1,6 +1,7 @@
 //! TLS for listeners: server certificates, the rustls `ServerConfig` for each mode, the client
 //! verifiers, and the names ALB and OpenSSL use for protocols, suites and groups.
 
+pub mod hello_tap;
 pub mod status;
 pub mod verifier;
 

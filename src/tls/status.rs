@@ -135,6 +135,10 @@ pub fn from_handshake_error(err: &std::io::Error) -> Failure {
     Failure::new(VerifyCode::Unmapped, detail)
 }
 
+fn date(unix: u64) -> String {
+    crate::certinfo::utc_string(i64::try_from(unix).unwrap_or(i64::MAX))
+}
+
 /// Maps a webpki path-building error to ALB's code and the alert rustls should send.
 pub fn from_webpki(err: &webpki::Error) -> (Failure, rustls::CertificateError) {
     use rustls::CertificateError as C;
@@ -143,16 +147,18 @@ pub fn from_webpki(err: &webpki::Error) -> (Failure, rustls::CertificateError) {
         W::CertExpired { time, not_after } => (
             VerifyCode::Expired,
             format!(
-                "a certificate in the client chain expired {} seconds before the handshake",
-                time.as_secs().saturating_sub(not_after.as_secs())
+                "a certificate in the client chain expired at {} (handshake at {})",
+                date(not_after.as_secs()),
+                date(time.as_secs())
             ),
             C::Expired,
         ),
         W::CertNotValidYet { time, not_before } => (
             VerifyCode::NotYetValid,
             format!(
-                "a certificate in the client chain becomes valid only {} seconds after the handshake",
-                not_before.as_secs().saturating_sub(time.as_secs())
+                "a certificate in the client chain is valid only from {} (handshake at {})",
+                date(not_before.as_secs()),
+                date(time.as_secs())
             ),
             C::NotValidYet,
         ),
