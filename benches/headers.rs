@@ -51,7 +51,9 @@ fn key() -> KeyPair {
 fn ca_params(cn: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CountryName, "US");
-    params.distinguished_name.push(DnType::OrganizationName, "Example Corp");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Example Corp");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -81,8 +83,9 @@ fn pki() -> Pki {
     let leaf_key = key();
     let mut leaf = CertificateParams::new(vec!["device-0042.clients.example.com".to_string()])
         .expect("leaf SAN");
-    leaf.subject_alt_names
-        .push(SanType::Rfc822Name("device-0042@example.com".try_into().expect("email SAN")));
+    leaf.subject_alt_names.push(SanType::Rfc822Name(
+        "device-0042@example.com".try_into().expect("email SAN"),
+    ));
     let dn = &mut leaf.distinguished_name;
     dn.push(DnType::CountryName, "US");
     dn.push(DnType::StateOrProvinceName, "Washington");
@@ -112,7 +115,10 @@ fn pki() -> Pki {
     }
 }
 
-fn fast(c: &mut Criterion, name: &str) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+fn fast(
+    c: &mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
     let mut group = c.benchmark_group(name);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
@@ -152,19 +158,34 @@ fn request_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     for (name, value) in [
         ("host", "api.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
         ("accept", "application/json, text/plain, */*"),
         ("accept-encoding", "gzip, deflate, br, zstd"),
         ("accept-language", "en-US,en;q=0.5"),
-        ("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkZXZpY2UtMDA0MiJ9.c2lnbmF0dXJl"),
-        ("cookie", "session=4f1c2a9e7b; theme=dark; _ga=GA1.2.123456789.1700000000"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkZXZpY2UtMDA0MiJ9.c2lnbmF0dXJl",
+        ),
+        (
+            "cookie",
+            "session=4f1c2a9e7b; theme=dark; _ga=GA1.2.123456789.1700000000",
+        ),
         ("x-request-id", "8d3e4c6a-2f1b-4e9a-9c7d-5b6a4e3f2d1c"),
         ("x-forwarded-for", "198.51.100.7"),
         ("connection", "keep-alive"),
         ("x-amzn-mtls-clientcert-subject", "CN=admin,O=Example Corp"),
-        ("x-amzn-mtls-clientcert-leaf", "-----BEGIN%20CERTIFICATE-----%0Aforged%0A"),
+        (
+            "x-amzn-mtls-clientcert-leaf",
+            "-----BEGIN%20CERTIFICATE-----%0Aforged%0A",
+        ),
     ] {
-        h.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        h.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     h
 }
@@ -230,7 +251,10 @@ fn bench_headers(c: &mut Criterion) {
         per_request(&mut check);
         assert!(!check.contains_key("connection"));
         assert_eq!(check["x-forwarded-for"], "198.51.100.7, 203.0.113.9");
-        assert_ne!(check["x-amzn-mtls-clientcert-subject"], "CN=admin,O=Example Corp");
+        assert_ne!(
+            check["x-amzn-mtls-clientcert-subject"],
+            "CN=admin,O=Example Corp"
+        );
         assert!(!check.contains_key("x-amzn-mtls-clientcert"));
     }
 
@@ -242,7 +266,11 @@ fn bench_headers(c: &mut Criterion) {
         })
     });
     group.bench_function("per_request_without_clone", |b| {
-        b.iter_batched_ref(|| request.clone(), |h| per_request(h), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            || request.clone(),
+            |h| per_request(h),
+            BatchSize::SmallInput,
+        )
     });
     group.bench_function("request_map_clone", |b| {
         b.iter(|| black_box(&request).clone())
@@ -322,7 +350,10 @@ fn bench_truststore(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("build_crl_1k", |b| b.iter(|| build(black_box(&crl_1k))));
 
-    let crl_100k = vec![("crl-100k.pem".to_string(), crl_pem(&pki.root_issuer, 100_000))];
+    let crl_100k = vec![(
+        "crl-100k.pem".to_string(),
+        crl_pem(&pki.root_issuer, 100_000),
+    )];
     assert_eq!(build(&crl_100k).revoked_entries(), 100_000);
     // Each build takes long enough that flat sampling with 10 samples is plenty.
     group.sample_size(10);

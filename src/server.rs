@@ -49,6 +49,7 @@ pub struct Server {
     graceful: Option<Arc<GracefulShutdown>>,
     tasks: Vec<JoinHandle<()>>,
     pub conn_log: LogSink,
+    access_log: Option<LogSink>,
 }
 
 fn open_log(dest: &LogDestination, what: &'static str) -> Result<LogSink, StartError> {
@@ -124,6 +125,7 @@ impl Server {
             graceful: Some(graceful),
             tasks,
             conn_log,
+            access_log,
         })
     }
 
@@ -200,10 +202,18 @@ impl Server {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        let Some(graceful) = self.graceful.take().and_then(|g| Arc::try_unwrap(g).ok()) else {
-            return false;
+        let drained = match self.graceful.take().and_then(|g| Arc::try_unwrap(g).ok()) {
+            Some(graceful) => tokio::time::timeout(grace, graceful.shutdown()).await.is_ok(),
+            None => false,
         };
-        tokio::time::timeout(grace, graceful.shutdown()).await.is_ok()
+        let sinks: Vec<LogSink> = std::iter::once(self.conn_log.clone()).chain(self.access_log.clone()).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for s in sinks {
+                s.flush(Duration::from_secs(2));
+            }
+        })
+        .await;
+        drained
     }
 }
 

@@ -17,10 +17,16 @@ use crate::config::LogDestination;
 /// Lines queued per log before new ones are dropped (and counted).
 const QUEUE_LINES: usize = 65_536;
 
+enum Msg {
+    Line(String),
+    /// Answered once every line queued before it has been handed to the destination.
+    Flush(SyncSender<()>),
+}
+
 /// A log destination with its writer thread. Cloning shares the thread.
 #[derive(Clone, Debug)]
 pub struct LogSink {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -47,12 +53,30 @@ impl LogSink {
 
     /// Queues one line (without its newline). Never blocks: a full queue drops the line.
     pub fn write(&self, line: String) {
-        match self.tx.try_send(line) {
+        match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Waits (at most `timeout`) until every line queued so far is written; used at shutdown.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (tx, rx) = sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let mut msg = Msg::Flush(tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
     }
 
     /// Lines lost to a full queue or a failing destination since start.
@@ -61,24 +85,27 @@ impl LogSink {
     }
 }
 
-fn writer(rx: Receiver<String>, mut out: Box<dyn Write + Send>, dropped: Arc<AtomicU64>, what: &str) {
+fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, dropped: Arc<AtomicU64>, what: &str) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut last_warning: Option<Instant> = None;
     let mut failing = false;
+    let mut flushes = Vec::new();
     while let Ok(first) = rx.recv() {
         buf.clear();
-        let mut batch = 1u64;
-        buf.extend_from_slice(first.as_bytes());
-        buf.push(b'\n');
+        let mut batch = 0u64;
+        let mut next = Some(first);
         // Take what is already queued too, so a busy proxy writes in large blocks.
-        while buf.len() < 1024 * 1024 {
-            match rx.try_recv() {
-                Ok(line) => {
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Line(line) => {
                     batch += 1;
                     buf.extend_from_slice(line.as_bytes());
                     buf.push(b'\n');
                 }
-                Err(_) => break,
+                Msg::Flush(done) => flushes.push(done),
+            }
+            if buf.len() < 1024 * 1024 {
+                next = rx.try_recv().ok();
             }
         }
         match out.write_all(&buf).and_then(|_| out.flush()) {
@@ -102,6 +129,9 @@ fn writer(rx: Receiver<String>, mut out: Box<dyn Write + Send>, dropped: Arc<Ato
                     );
                 }
             }
+        }
+        for done in flushes.drain(..) {
+            let _ = done.try_send(());
         }
     }
 }
@@ -154,6 +184,8 @@ mod tests {
         for i in 0..100 {
             sink.write(format!("line {i}"));
         }
+        assert!(sink.flush(Duration::from_secs(5)));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 100);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();

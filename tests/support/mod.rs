@@ -65,7 +65,9 @@ impl Backend {
         let s = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<Incoming>| {
@@ -74,7 +76,12 @@ impl Backend {
                             let headers = req
                                 .headers()
                                 .iter()
-                                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                .map(|(n, v)| {
+                                    (
+                                        n.as_str().to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
                                 .collect();
                             let path = req.uri().to_string();
                             s.lock().unwrap().push(Seen {
@@ -85,11 +92,18 @@ impl Backend {
                             if path.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-                                "backend saw {path} with {} body bytes",
-                                body.len()
-                            )))))
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(format!(
+                                    "backend saw {path} with {} body bytes",
+                                    body.len()
+                                )),
+                            )))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -102,7 +116,12 @@ impl Backend {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("backend saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("backend saw no request")
     }
 
     pub fn count(&self) -> usize {
@@ -121,10 +140,20 @@ pub struct Proxy {
 
 /// Writes the PKI files a proxy needs and returns the config text for one listener.
 /// `mutual` is the body of `[listener.mutual_authentication]`; `extra` is appended verbatim.
-pub fn write_config(dir: &Path, pki: &Pki, backend: SocketAddr, mutual: &str, extra: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    pki: &Pki,
+    backend: SocketAddr,
+    mutual: &str,
+    extra: &str,
+) -> PathBuf {
     pki::write_pem(dir, "server.pem", &pki.server.cert_pem);
     pki::write_pem(dir, "server.key", &pki.server.key_pem);
-    pki::write_pem(dir, "bundle.pem", &format!("# test bundle\n\n{}", pki.root.pem));
+    pki::write_pem(
+        dir,
+        "bundle.pem",
+        &format!("# test bundle\n\n{}", pki.root.pem),
+    );
     pki::write_pem(dir, "inter.crl.pem", &pki.inter_crl.pem);
     std::fs::write(dir.join("root.crl.der"), &pki.root_crl.der).unwrap();
     let text = format!(
@@ -162,7 +191,9 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), pki, backend, mutual, extra);
         let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let server = certgate::server::Server::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
+        let server = certgate::server::Server::start(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let addr = server.local_addr("web").unwrap();
         Proxy {
             conn_log: dir.path().join("conn.log"),
@@ -174,7 +205,13 @@ impl Proxy {
     }
 
     pub async fn verify(pki: &Pki, backend: SocketAddr) -> Proxy {
-        Self::start(pki, backend, "mode = \"verify\"\ntrust_store = \"corp\"", "").await
+        Self::start(
+            pki,
+            backend,
+            "mode = \"verify\"\ntrust_store = \"corp\"",
+            "",
+        )
+        .await
     }
 
     /// The connection-log records, waiting (bounded) until at least `n` are written.
@@ -199,7 +236,12 @@ pub fn json_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
         if lines.len() >= n {
             return lines;
         }
-        assert!(Instant::now() < deadline, "expected {n} lines in {}, have {}", path.display(), lines.len());
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} lines in {}, have {}",
+            path.display(),
+            lines.len()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -209,7 +251,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// A client config trusting the test server CA, presenting `client` (leaf + given CAs).
-pub fn client_config(pki: &Pki, client: Option<(&Leaf, &[&Ca])>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub fn client_config(
+    pki: &Pki,
+    client: Option<(&Leaf, &[&Ca])>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.server_ca.cert_der()).unwrap();
     let b = rustls::ClientConfig::builder_with_provider(provider())
@@ -217,7 +263,9 @@ pub fn client_config(pki: &Pki, client: Option<(&Leaf, &[&Ca])>, alpn: &[&[u8]])
         .unwrap()
         .with_root_certificates(roots);
     let mut cfg = match client {
-        Some((leaf, cas)) => b.with_client_auth_cert(leaf.chain_der(cas), leaf.private_key_der()).unwrap(),
+        Some((leaf, cas)) => b
+            .with_client_auth_cert(leaf.chain_der(cas), leaf.private_key_der())
+            .unwrap(),
         None => b.with_no_client_auth(),
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -230,14 +278,21 @@ pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 pub async fn connect(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(Duration::from_secs(10), tokio_rustls::TlsConnector::from(cfg).connect(name, tcp))
-        .await
-        .map_err(|_| std::io::Error::other("handshake timeout"))?
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timeout"))?
 }
 
 /// Sends raw HTTP/1.1 bytes and reads until the server closes; returns the response text.
 /// With TLS 1.3 a refused client certificate shows up here, on the first read.
-pub async fn raw_http1(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, request: &str) -> std::io::Result<String> {
+pub async fn raw_http1(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    request: &str,
+) -> std::io::Result<String> {
     let mut tls = connect(addr, cfg).await?;
     tls.write_all(request.as_bytes()).await?;
     tls.flush().await?;
@@ -251,8 +306,17 @@ pub async fn raw_http1(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, request
 }
 
 /// A simple GET over HTTP/1.1 with `Connection: close`; returns the status code.
-pub async fn get(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, path: &str) -> std::io::Result<u16> {
-    let resp = raw_http1(addr, cfg, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await?;
+pub async fn get(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> std::io::Result<u16> {
+    let resp = raw_http1(
+        addr,
+        cfg,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await?;
     status_of(&resp).ok_or_else(|| std::io::Error::other(format!("no status line in {resp:?}")))
 }
 
@@ -261,12 +325,18 @@ pub fn status_of(resp: &str) -> Option<u16> {
 }
 
 /// An HTTP/2 request (ALPN h2) with extra headers; returns the status.
-pub async fn get_h2(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, path: &str, headers: &[(&str, &str)]) -> Result<u16, String> {
+pub async fn get_h2(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<u16, String> {
     let tls = connect(addr, cfg).await.map_err(|e| e.to_string())?;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let mut req = hyper::Request::builder().uri(format!("https://localhost{path}"));
     for (n, v) in headers {

@@ -1,0 +1,1046 @@
+//! The `certgate` binary as users run it: `check`, `truststore describe`, `pki demo`, `run`
+//! (with the real curl, SIGHUP reload and SIGTERM drain) and `demo`.
+//!
+//! Tokio tests use the multi-thread runtime: the test body is driven by `block_on` on the test
+//! thread while spawned tasks (`support::Backend`, in-flight requests) run on the worker
+//! threads, so the blocking helpers below (child processes, bounded polls) never stall them.
+
+mod support;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::pki::*;
+use support::{client_config, get, json_lines, write_config, Backend};
+
+const BIN: &str = env!("CARGO_BIN_EXE_certgate");
+const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
+/// Bound for anything that should take well under a second.
+const SHORT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Calls `f` every 25 ms until it returns `Some`, panicking after `timeout`.
+fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A port that was free a moment ago (bind to port 0, read it, release it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Removes ANSI colour sequences (`ESC [ ... letter`) from log output.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn capture(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+/// A running `certgate` whose stdout and stderr are collected; killed when dropped, so no test
+/// path (assertion failure included) leaves a process behind.
+struct ChildGuard {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    exited: Option<ExitStatus>,
+}
+
+impl ChildGuard {
+    /// Starts `certgate ARGS` in `cwd` with `env` added (logs at info level, no colours).
+    fn spawn(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> ChildGuard {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(cwd)
+            .env("CERTGATE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            capture(child.stdout.take().unwrap(), stdout.clone()),
+            capture(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        ChildGuard {
+            child,
+            stdout,
+            stderr,
+            readers,
+            exited: None,
+        }
+    }
+
+    /// Runs `certgate ARGS` to completion (bounded) and returns (status, stdout, stderr).
+    fn run(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
+        let mut g = ChildGuard::spawn(args, cwd, &[]);
+        let status = g.wait_exit(Duration::from_secs(30));
+        (status, g.stdout(), g.stderr())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        strip_ansi(&String::from_utf8_lossy(&self.stderr.lock().unwrap()))
+    }
+
+    /// Panics (with its stderr) if the process has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            self.exited = Some(status);
+            panic!(
+                "certgate exited unexpectedly ({status}); stderr:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`) with kill(1).
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {sig} {} failed", self.pid());
+    }
+
+    /// Waits (bounded) until stderr contains `needle`; returns all of stderr.
+    fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        poll(timeout, &format!("{needle:?} on certgate's stderr"), || {
+            let err = self.stderr();
+            if err.contains(needle) {
+                return Some(err);
+            }
+            self.assert_running();
+            None
+        })
+    }
+
+    /// Waits for the "listening" log line and returns the address it names.
+    fn listening_addr(&mut self) -> SocketAddr {
+        let err = self.wait_for_stderr(" listening ", SHORT);
+        let line = err.lines().find(|l| l.contains(" listening ")).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+        addr.parse().unwrap_or_else(|e| panic!("{addr:?}: {e}"))
+    }
+
+    /// Waits (bounded) until 127.0.0.1:`port` accepts TCP connections.
+    fn wait_for_port(&mut self, port: u16, deadline: Instant) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "port {port} never accepted; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits (bounded) for the process to exit, then for its output to be fully collected.
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let status = poll(timeout, "certgate to exit", || {
+            self.child.try_wait().expect("try_wait")
+        });
+        self.exited = Some(status);
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        status
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the real curl (no ~/.curlrc, no proxy, bounded) in `dir`.
+fn curl(dir: &Path, args: &[&str]) -> Output {
+    Command::new("curl")
+        .current_dir(dir)
+        .args(["-q", "-sS", "--noproxy", "*", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl (is it installed?)")
+}
+
+/// curl's exit code for a client the server refused: with TLS 1.3 the refusal reaches curl
+/// after its side of the handshake, on the first read (56); earlier it is a handshake error (35).
+fn assert_curl_refused(out: &Output, who: &str) {
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(35) | Some(56)),
+        "{who}: curl should fail with 35 or 56, got {code:?}; stdout {:?}, stderr {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes the client-side files curl needs next to the ones `write_config` wrote.
+fn write_client_files(dir: &Path, pki: &Pki) {
+    write_pem(dir, "server_ca.pem", &pki.server_ca.pem);
+    write_pem(dir, "good_chain.pem", &pki.good.chain_pem(&[&pki.inter]));
+    write_pem(dir, "good.key", &pki.good.key_pem);
+    write_pem(
+        dir,
+        "revoked_chain.pem",
+        &pki.revoked.chain_pem(&[&pki.inter]),
+    );
+    write_pem(dir, "revoked.key", &pki.revoked.key_pem);
+}
+
+/// Replaces a file in one step (write then rename), as a deployment tool would.
+fn replace_file(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+fn is_trace_id(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 36
+            && s.starts_with("TID_")
+            && s[4..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+/// Records whose `tls_verify_status` is `status`.
+fn with_status<'a>(records: &'a [Value], status: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["tls_verify_status"] == status)
+        .collect()
+}
+
+/// Parses the JSON lines among `text` (other lines are ignored).
+fn json_lines_of(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `sha256:` + 16 lowercase hex digits.
+fn assert_version(v: &str) {
+    let hex = v
+        .strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("version {v:?}"));
+    assert!(
+        hex.len() == 16
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "version {v:?}"
+    );
+}
+
+/// RFC 3339 (UTC, `Z`) of a CRL's nextUpdate, as `describe` prints it.
+fn next_update_of(crl_der: &[u8]) -> String {
+    let (_, crl) = x509_parser::parse_x509_crl(crl_der).expect("parse CRL");
+    let t = crl.next_update().expect("CRL has nextUpdate").timestamp();
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// An address nothing listens on; `check` and `describe` never connect to the backend.
+fn unused_backend() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9))
+}
+
+// ---------------------------------------------------------------------------------------------
+// certgate check
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn check_accepts_a_valid_config_and_prints_a_summary() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pki, unused_backend(), VERIFY, "");
+    let (status, out, err) = ChildGuard::run(&["check", "-c", path_str(&cfg)], dir.path());
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert!(out.contains(&format!("{}: OK", cfg.display())), "{out}");
+    assert!(
+        out.contains(
+            "listener web: 127.0.0.1:0 -> http://127.0.0.1:9, mode verify, trust store corp"
+        ),
+        "{out}"
+    );
+    let store = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("trust store corp:"))
+        .unwrap_or_else(|| panic!("no trust store line in:\n{out}"));
+    assert!(
+        store.contains("1 CA(s), 2 CRL(s), 1 revoked entries, version sha256:"),
+        "{store}"
+    );
+    assert_version(store.rsplit(' ').next().unwrap());
+}
+
+/// Writes the standard PKI files and a valid verify config, applies `edit` to the config text,
+/// runs `check` and returns (config path, stderr) after asserting that it failed.
+fn check_fails(dir: &Path, edit: impl FnOnce(String) -> String) -> (PathBuf, String) {
+    let pki = Pki::new();
+    let cfg = write_config(dir, &pki, unused_backend(), VERIFY, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::write(&cfg, edited).unwrap();
+    let (status, out, err) = ChildGuard::run(&["check", "-c", path_str(&cfg)], dir);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "check should fail; stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(!out.contains("OK"), "{out}");
+    assert!(
+        err.contains(&cfg.display().to_string()),
+        "stderr does not name the file:\n{err}"
+    );
+    (cfg, err)
+}
+
+fn assert_all(err: &str, wanted: &[&str]) {
+    for w in wanted {
+        assert!(err.contains(w), "missing {w:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_refuses_a_bad_bind_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = check_fails(dir.path(), |t| {
+        t.replace("bind = \"127.0.0.1:0\"", "bind = \"localhost:https\"")
+    });
+    assert_all(
+        &err,
+        &["listener[0] (web).bind: \"localhost:https\" is not an IP:port address"],
+    );
+}
+
+#[test]
+fn check_refuses_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = check_fails(dir.path(), |t| {
+        t.replace("\"server.key\"", "\"missing.key\"")
+    });
+    let missing = dir.path().join("missing.key");
+    assert_all(
+        &err,
+        &[
+            "listener[0] (web).private_key: ",
+            &missing.display().to_string(),
+            "No such file",
+        ],
+    );
+}
+
+#[test]
+fn check_refuses_a_verify_listener_without_trust_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = check_fails(dir.path(), |t| {
+        t.replacen("trust_store = \"corp\"\n", "", 1)
+    });
+    assert_all(
+        &err,
+        &["listener[0] (web).mutual_authentication.trust_store: is required when mode = \"verify\""],
+    );
+}
+
+#[test]
+fn check_refuses_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = check_fails(dir.path(), |t| {
+        t.replace(
+            "mode = \"verify\"",
+            "mode = \"verify\"\ntrust_stor = \"corp\"",
+        )
+    });
+    assert_all(&err, &["unknown field `trust_stor`", "line "]);
+}
+
+#[test]
+fn check_refuses_an_unusable_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = check_fails(dir.path(), |t| {
+        t.replace("\"server.key\"", "\"bundle.pem\"")
+    });
+    let key = dir.path().join("bundle.pem");
+    assert_all(
+        &err,
+        &[
+            "listener web: private_key ",
+            &key.display().to_string(),
+            "no usable PEM private key",
+        ],
+    );
+}
+
+#[test]
+fn check_lists_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = check_fails(dir.path(), |t| {
+        t.replace("bind = \"127.0.0.1:0\"", "bind = \"nope\"")
+            .replace("\"server.pem\"", "\"missing-chain.pem\"")
+            .replacen("trust_store = \"corp\"\n", "", 1)
+            .replace("\"root.crl.der\"", "\"missing.crl\"")
+    });
+    assert_all(
+        &err,
+        &[
+            "4 problem(s)",
+            "listener[0] (web).bind: \"nope\" is not an IP:port address",
+            "listener[0] (web).certificate_chain: ",
+            "missing-chain.pem",
+            "listener[0] (web).mutual_authentication.trust_store: is required",
+            "trust_store.corp.revocation_lists[1]: ",
+            "missing.crl",
+        ],
+    );
+}
+
+#[test]
+fn run_refuses_an_invalid_config_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let cfg = write_config(dir.path(), &pki, unused_backend(), "mode = \"verify\"", "");
+    let (status, _, err) = ChildGuard::run(&["run", "-c", path_str(&cfg)], dir.path());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_all(
+        &err,
+        &[
+            &cfg.display().to_string(),
+            "listener[0] (web).mutual_authentication.trust_store: is required",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// certgate truststore describe, certgate pki demo
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn truststore_describe_shows_cas_crls_and_version() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_pem(
+        dir.path(),
+        "two-cas.pem",
+        &format!("{}{}", pki.root.pem, pki.inter.pem),
+    );
+    let crl = write_pem(dir.path(), "inter.crl.pem", &pki.inter_crl.pem);
+    let (status, out, err) = ChildGuard::run(
+        &[
+            "truststore",
+            "describe",
+            "--ca-bundle",
+            path_str(&bundle),
+            "--crl",
+            path_str(&crl),
+        ],
+        dir.path(),
+    );
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(
+        &out,
+        &[
+            "CA certificates: 2",
+            "- CN=certgate test root (not after ",
+            "- CN=certgate test intermediate (not after ",
+            "revocation lists: 1 (1 revoked entries in total)",
+            "- issuer: CN=certgate test intermediate\n",
+            &format!("source: {}\n", crl.display()),
+            "revoked entries: 1\n",
+            &format!("next update: {}\n", next_update_of(&pki.inter_crl.der)),
+        ],
+    );
+    let version = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("version: "))
+        .unwrap_or_else(|| panic!("no version line in:\n{out}"));
+    assert_version(version);
+}
+
+#[test]
+fn truststore_describe_of_a_config_store_matches_check() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pki, unused_backend(), VERIFY, "");
+    let (status, out, err) = ChildGuard::run(
+        &["truststore", "describe", "-c", path_str(&cfg), "corp"],
+        dir.path(),
+    );
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(
+        &out,
+        &[
+            "trust store: corp\n",
+            "- CN=certgate test root (not after ",
+            "revocation lists: 2 (1 revoked entries in total)",
+            "- issuer: CN=certgate test intermediate\n",
+            "- issuer: CN=certgate test root\n",
+            "revoked entries: 0\n",
+            &format!("next update: {}\n", next_update_of(&pki.inter_crl.der)),
+            &format!("next update: {}\n", next_update_of(&pki.root_crl.der)),
+        ],
+    );
+    let version = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("version: "))
+        .unwrap();
+    assert_version(version);
+    // The same sources give the same version in `check`.
+    let (status, check_out, _) = ChildGuard::run(&["check", "-c", path_str(&cfg)], dir.path());
+    assert!(status.success());
+    assert!(
+        check_out.contains(&format!("version {version}")),
+        "{check_out}"
+    );
+
+    let (status, _, err) = ChildGuard::run(
+        &["truststore", "describe", "-c", path_str(&cfg), "nosuch"],
+        dir.path(),
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("no [trust_store.nosuch]"), "{err}");
+}
+
+#[test]
+fn truststore_describe_refuses_a_garbage_crl() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_pem(dir.path(), "root.pem", &pki.root.pem);
+    let crl = write_pem(dir.path(), "garbage.crl", "this is not a CRL\n");
+    let (status, out, err) = ChildGuard::run(
+        &[
+            "truststore",
+            "describe",
+            "--ca-bundle",
+            path_str(&bundle),
+            "--crl",
+            path_str(&crl),
+        ],
+        dir.path(),
+    );
+    assert_eq!(status.code(), Some(1), "stdout:\n{out}");
+    assert_all(&err, &[&crl.display().to_string(), "not a valid CRL"]);
+}
+
+#[test]
+fn pki_demo_writes_a_pki_that_describe_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("new/demo");
+    let (status, out, err) =
+        ChildGuard::run(&["pki", "demo", "--out", path_str(&out_dir)], dir.path());
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    let files = [
+        "root-ca.pem",
+        "root-ca.key",
+        "intermediate-ca.pem",
+        "intermediate-ca.key",
+        "ca-bundle.pem",
+        "intermediate.crl.pem",
+        "server.pem",
+        "server.key",
+        "good-client.pem",
+        "good-client.key",
+        "revoked-client.pem",
+        "revoked-client.key",
+        "expired-client.pem",
+        "expired-client.key",
+    ];
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), files.len());
+    for f in files {
+        let p = out_dir.join(f);
+        assert!(
+            std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false),
+            "{} missing or empty",
+            p.display()
+        );
+        assert!(
+            out.lines().any(|l| l == p.display().to_string()),
+            "{} not listed in:\n{out}",
+            p.display()
+        );
+    }
+
+    let bundle = out_dir.join("ca-bundle.pem");
+    let crl = out_dir.join("intermediate.crl.pem");
+    let (status, out, err) = ChildGuard::run(
+        &[
+            "truststore",
+            "describe",
+            "--ca-bundle",
+            path_str(&bundle),
+            "--crl",
+            path_str(&crl),
+        ],
+        dir.path(),
+    );
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(
+        &out,
+        &[
+            "CA certificates: 1",
+            "- CN=certgate demo root CA,OU=demo CA,O=certgate demo,C=US (not after 2045-01-01T00:00:00Z)",
+            "- issuer: CN=certgate demo intermediate CA,OU=demo CA,O=certgate demo,C=US\n",
+            "revoked entries: 1\n",
+            "next update: 2045-01-01T00:00:00Z\n",
+        ],
+    );
+    assert_version(
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("version: "))
+            .unwrap(),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// certgate run
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_serves_curl_and_logs_every_connection() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    write_client_files(dir.path(), &pki);
+    let mut proxy = ChildGuard::spawn(&["run", "-c", path_str(&cfg)], dir.path(), &[]);
+    let addr = proxy.listening_addr();
+    let url = format!("https://{addr}/x");
+    let d = dir.path();
+
+    let good = curl(
+        d,
+        &[
+            "--cacert",
+            "server_ca.pem",
+            "--cert",
+            "good_chain.pem",
+            "--key",
+            "good.key",
+            "-H",
+            "X-Amzn-Mtls-Clientcert-Subject: forged",
+            "-H",
+            "x-amzn-mtls-clientcert: forged",
+            &url,
+        ],
+    );
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "curl stderr: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&good.stdout),
+        "backend saw /x with 0 body bytes"
+    );
+    let seen = backend.last();
+    assert_eq!(seen.all("x-amzn-mtls-clientcert-subject"), ["CN=client"]);
+    assert!(!seen.has("x-amzn-mtls-clientcert"), "{:?}", seen.headers);
+    assert!(
+        seen.headers.iter().all(|(_, v)| !v.contains("forged")),
+        "{:?}",
+        seen.headers
+    );
+
+    let revoked = curl(
+        d,
+        &[
+            "--cacert",
+            "server_ca.pem",
+            "--cert",
+            "revoked_chain.pem",
+            "--key",
+            "revoked.key",
+            &url,
+        ],
+    );
+    assert_curl_refused(&revoked, "revoked client");
+    let anonymous = curl(d, &["--cacert", "server_ca.pem", &url]);
+    assert_curl_refused(&anonymous, "client without certificate");
+    assert_eq!(backend.count(), 1, "a refused client reached the backend");
+
+    let conn = json_lines(&dir.path().join("conn.log"), 3);
+    assert_eq!(conn.len(), 3, "one record per connection: {conn:#?}");
+    let ok = with_status(&conn, "Success");
+    let crl_hit = with_status(&conn, "Failed:ClientCertCrlHit");
+    let unmapped = with_status(&conn, "Failed:UnmappedConnectionError");
+    assert_eq!(
+        (ok.len(), crl_hit.len(), unmapped.len()),
+        (1, 1, 1),
+        "{conn:#?}"
+    );
+    assert_eq!(ok[0]["leaf_client_cert_subject"], "CN=client");
+    assert_eq!(crl_hit[0]["leaf_client_cert_subject"], "CN=revoked");
+    assert!(unmapped[0]["leaf_client_cert_subject"].is_null());
+    assert!(unmapped[0]["tls_verify_detail"].is_string());
+    for r in &conn {
+        assert!(is_trace_id(&r["conn_trace_id"]), "{r}");
+        assert_eq!(r["listener_port"], addr.port());
+        assert_eq!(r["mode"], "verify");
+    }
+    let ids: std::collections::HashSet<&str> = conn
+        .iter()
+        .filter_map(|r| r["conn_trace_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "trace ids must be unique");
+
+    let access = json_lines(&dir.path().join("access.log"), 1);
+    assert_eq!(access.len(), 1, "{access:#?}");
+    assert_eq!(access[0]["conn_trace_id"], ok[0]["conn_trace_id"]);
+    assert_eq!(access[0]["elb_status_code"], 200);
+    assert_eq!(access[0]["path"], "/x");
+    proxy.assert_running();
+}
+
+/// Connects with `client` and GETs `path`; `Ok(status)` or the error (a refused certificate
+/// shows up as an error on the first read with TLS 1.3).
+async fn get_as(addr: SocketAddr, pki: &Pki, client: &Leaf, path: &str) -> std::io::Result<u16> {
+    get(
+        addr,
+        client_config(pki, Some((client, &[&pki.inter])), &[]),
+        path,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_crls_and_keeps_the_last_good_store() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    let conn_log = dir.path().join("conn.log");
+    let crl_path = dir.path().join("inter.crl.pem");
+    let mut proxy = ChildGuard::spawn(&["run", "-c", path_str(&cfg)], dir.path(), &[]);
+    let pid = proxy.pid();
+    let addr = proxy.listening_addr();
+
+    assert_eq!(get_as(addr, &pki, &pki.good, "/before").await.unwrap(), 200);
+    let first = json_lines(&conn_log, 1);
+    assert_eq!(first[0]["tls_verify_status"], "Success");
+    let v1 = first[0]["trust_store_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_version(&v1);
+
+    // Revoke the good client and reload.
+    replace_file(&crl_path, pki.inter.crl_pem(&[&pki.good.serial]).as_bytes());
+    proxy.signal("HUP");
+    let deadline = Instant::now() + SHORT;
+    loop {
+        match get_as(addr, &pki, &pki.good, "/poll").await {
+            Err(_) => break,
+            Ok(200) => {}
+            Ok(s) => panic!("unexpected status {s} while waiting for the reload"),
+        }
+        proxy.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "good client still admitted after SIGHUP; stderr:\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.assert_running();
+    assert_eq!(proxy.pid(), pid);
+    let records = json_lines(&conn_log, 2);
+    let hit = *with_status(&records, "Failed:ClientCertCrlHit")
+        .last()
+        .unwrap_or_else(|| panic!("no CrlHit record: {records:#?}"));
+    assert_eq!(hit["leaf_client_cert_subject"], "CN=client");
+    assert!(is_trace_id(&hit["conn_trace_id"]));
+    let v2 = hit["trust_store_version"].as_str().unwrap().to_string();
+    assert_version(&v2);
+    assert_ne!(v1, v2, "the reloaded store must have a new version");
+
+    // A broken CRL: the reload fails, the last good store (v2) stays in service.
+    let n = records.len();
+    replace_file(&crl_path, b"garbage, not a CRL\n");
+    proxy.signal("HUP");
+    let err = proxy.wait_for_stderr("keeping the last good store", SHORT);
+    let line = err
+        .lines()
+        .find(|l| l.contains("keeping the last good store"))
+        .unwrap();
+    assert!(
+        line.contains(&crl_path.display().to_string()),
+        "the message should name the file: {line}"
+    );
+    proxy.assert_running();
+
+    assert!(
+        get_as(addr, &pki, &pki.good, "/after-garbage")
+            .await
+            .is_err(),
+        "revoked client admitted"
+    );
+    let other = pki.inter.leaf(&LeafSpec::client("other"));
+    assert_eq!(get_as(addr, &pki, &other, "/other").await.unwrap(), 200);
+    let records = json_lines(&conn_log, n + 2);
+    let tail = &records[n..];
+    assert_eq!(
+        tail[0]["tls_verify_status"], "Failed:ClientCertCrlHit",
+        "{tail:#?}"
+    );
+    assert_eq!(tail[1]["tls_verify_status"], "Success", "{tail:#?}");
+    assert_eq!(tail[1]["leaf_client_cert_subject"], "CN=other");
+    for r in tail {
+        assert_eq!(r["trust_store_version"], v2.as_str(), "{r}");
+    }
+    proxy.assert_running();
+    assert_eq!(proxy.pid(), pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_in_flight_requests_then_exits_0() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    let port = free_port();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        "bind = \"127.0.0.1:0\"",
+        &format!("bind = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut proxy = ChildGuard::spawn(&["run", "-c", path_str(&cfg)], dir.path(), &[]);
+    proxy.wait_for_port(port, Instant::now() + SHORT);
+
+    let client = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    let in_flight = tokio::spawn(get(addr, client, "/slow"));
+    poll(SHORT, "the slow request to reach the backend", || {
+        (backend.count() == 1).then_some(())
+    });
+    proxy.signal("TERM");
+    // The backend holds /slow for 3 s: the listener must close well before that.
+    poll(
+        Duration::from_secs(2),
+        "the listener to refuse new connections",
+        || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .is_err()
+                .then_some(())
+        },
+    );
+    assert!(
+        !in_flight.is_finished(),
+        "the slow request ended before the backend answered"
+    );
+    proxy.assert_running();
+
+    let status = tokio::time::timeout(SHORT, in_flight)
+        .await
+        .expect("in-flight request did not finish")
+        .unwrap();
+    assert_eq!(status.unwrap(), 200);
+    let exit = proxy.wait_exit(SHORT);
+    assert_eq!(exit.code(), Some(0), "stderr:\n{}", proxy.stderr());
+    assert!(
+        proxy.stderr().contains("all connections closed"),
+        "{}",
+        proxy.stderr()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// certgate demo
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn demo_prints_working_curl_commands() {
+    let cwd = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut demo = ChildGuard::spawn(
+        &["demo", "--bind", &bind],
+        cwd.path(),
+        &[("TMPDIR", tmp.path())],
+    );
+    let err = demo.wait_for_stderr("Stop with Ctrl-C", SHORT);
+
+    let commands: Vec<Vec<&str>> = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl "))
+        .map(|l| l.split_whitespace().skip(1).collect())
+        .collect();
+    assert_eq!(
+        commands.len(),
+        4,
+        "good, revoked, expired, no certificate:\n{err}"
+    );
+    let find = |who: &str| {
+        commands
+            .iter()
+            .find(|c| c.iter().any(|a| a.ends_with(&format!("/{who}-client.pem"))))
+            .unwrap_or_else(|| panic!("no curl command for the {who} client in:\n{err}"))
+    };
+    let tmp_prefix = tmp.path().display().to_string();
+    for c in &commands {
+        assert_eq!(
+            c.last(),
+            Some(&format!("https://{bind}/hello").as_str()),
+            "{c:?}"
+        );
+        // Run from a directory without truststores/demo, the embedded PKI goes to TMPDIR.
+        assert!(
+            c.iter().any(|a| a.starts_with(&tmp_prefix)),
+            "{c:?} does not use {tmp_prefix}"
+        );
+    }
+
+    let good = curl(cwd.path(), find("good"));
+    let body = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "curl stderr: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(body.contains("x-amzn-mtls-clientcert-subject"), "{body}");
+    assert!(
+        body.contains("CN=good-client,OU=clients,O=certgate demo,C=US"),
+        "{body}"
+    );
+    assert_curl_refused(&curl(cwd.path(), find("revoked")), "revoked demo client");
+    assert_curl_refused(&curl(cwd.path(), find("expired")), "expired demo client");
+    let anonymous = commands.iter().find(|c| !c.contains(&"--cert")).unwrap();
+    assert_curl_refused(
+        &curl(cwd.path(), anonymous),
+        "demo client without certificate",
+    );
+
+    let records = poll(SHORT, "the demo's connection log on stdout", || {
+        let r = json_lines_of(&demo.stdout());
+        (r.len() >= 4).then_some(r)
+    });
+    let status_of = |s: &str| with_status(&records, s);
+    assert_eq!(status_of("Success").len(), 1, "{records:#?}");
+    let crl_hit = status_of("Failed:ClientCertCrlHit");
+    assert_eq!(crl_hit.len(), 1, "{records:#?}");
+    assert_eq!(
+        crl_hit[0]["leaf_client_cert_subject"],
+        "CN=revoked-client,OU=clients,O=certgate demo,C=US"
+    );
+    let expired = status_of("Failed:ClientCertExpired");
+    assert_eq!(expired.len(), 1, "{records:#?}");
+    assert_eq!(
+        expired[0]["leaf_client_cert_subject"],
+        "CN=expired-client,OU=clients,O=certgate demo,C=US"
+    );
+    assert_eq!(
+        status_of("Failed:UnmappedConnectionError").len(),
+        1,
+        "{records:#?}"
+    );
+    assert!(
+        records.iter().all(|r| is_trace_id(&r["conn_trace_id"])),
+        "{records:#?}"
+    );
+
+    // Ctrl-C stops it cleanly.
+    demo.signal("INT");
+    let exit = demo.wait_exit(SHORT);
+    assert_eq!(exit.code(), Some(0), "stderr:\n{}", demo.stderr());
+}
+
+#[test]
+fn demo_on_a_busy_port_explains_what_to_do() {
+    let cwd = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = busy.local_addr().unwrap().to_string();
+    let mut demo = ChildGuard::spawn(
+        &["demo", "--bind", &bind],
+        cwd.path(),
+        &[("TMPDIR", tmp.path())],
+    );
+    let exit = demo.wait_exit(SHORT);
+    assert_eq!(exit.code(), Some(1));
+    assert_all(&demo.stderr(), &[&format!("cannot bind {bind}"), "--bind"]);
+}
