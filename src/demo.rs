@@ -18,20 +18,56 @@ use crate::config::{self, Config};
 /// The demo PKI as committed under `truststores/demo/` (made by `certgate pki demo`), built into
 /// the binary so that `certgate demo` works from any directory.
 pub const EMBEDDED: [(&str, &str); 14] = [
-    ("root-ca.pem", include_str!("../truststores/demo/root-ca.pem")),
-    ("root-ca.key", include_str!("../truststores/demo/root-ca.key")),
-    ("intermediate-ca.pem", include_str!("../truststores/demo/intermediate-ca.pem")),
-    ("intermediate-ca.key", include_str!("../truststores/demo/intermediate-ca.key")),
-    ("ca-bundle.pem", include_str!("../truststores/demo/ca-bundle.pem")),
-    ("intermediate.crl.pem", include_str!("../truststores/demo/intermediate.crl.pem")),
+    (
+        "root-ca.pem",
+        include_str!("../truststores/demo/root-ca.pem"),
+    ),
+    (
+        "root-ca.key",
+        include_str!("../truststores/demo/root-ca.key"),
+    ),
+    (
+        "intermediate-ca.pem",
+        include_str!("../truststores/demo/intermediate-ca.pem"),
+    ),
+    (
+        "intermediate-ca.key",
+        include_str!("../truststores/demo/intermediate-ca.key"),
+    ),
+    (
+        "ca-bundle.pem",
+        include_str!("../truststores/demo/ca-bundle.pem"),
+    ),
+    (
+        "intermediate.crl.pem",
+        include_str!("../truststores/demo/intermediate.crl.pem"),
+    ),
     ("server.pem", include_str!("../truststores/demo/server.pem")),
     ("server.key", include_str!("../truststores/demo/server.key")),
-    ("good-client.pem", include_str!("../truststores/demo/good-client.pem")),
-    ("good-client.key", include_str!("../truststores/demo/good-client.key")),
-    ("revoked-client.pem", include_str!("../truststores/demo/revoked-client.pem")),
-    ("revoked-client.key", include_str!("../truststores/demo/revoked-client.key")),
-    ("expired-client.pem", include_str!("../truststores/demo/expired-client.pem")),
-    ("expired-client.key", include_str!("../truststores/demo/expired-client.key")),
+    (
+        "good-client.pem",
+        include_str!("../truststores/demo/good-client.pem"),
+    ),
+    (
+        "good-client.key",
+        include_str!("../truststores/demo/good-client.key"),
+    ),
+    (
+        "revoked-client.pem",
+        include_str!("../truststores/demo/revoked-client.pem"),
+    ),
+    (
+        "revoked-client.key",
+        include_str!("../truststores/demo/revoked-client.key"),
+    ),
+    (
+        "expired-client.pem",
+        include_str!("../truststores/demo/expired-client.pem"),
+    ),
+    (
+        "expired-client.key",
+        include_str!("../truststores/demo/expired-client.key"),
+    ),
 ];
 
 /// Where the demo PKI is read from: `truststores/demo` when run from a checkout (so the printed
@@ -60,7 +96,10 @@ pub async fn echo_backend(bind: SocketAddr) -> std::io::Result<SocketAddr> {
                 continue;
             };
             tokio::spawn(async move {
-                let svc = service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(&req)) });
+                let svc =
+                    service_fn(
+                        |req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(&req)) },
+                    );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -90,13 +129,20 @@ fn echo(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
     text.push('\n');
     let mut resp = Response::new(Full::new(Bytes::from(text)));
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 /// The demo's configuration: one verify-mode listener on `bind` in front of `backend`.
-pub fn config(dir: &Path, bind: SocketAddr, backend: SocketAddr, access_log: &Path) -> Result<Config, config::ConfigError> {
+pub fn config(
+    dir: &Path,
+    bind: SocketAddr,
+    backend: SocketAddr,
+    access_log: &Path,
+) -> Result<Config, config::ConfigError> {
     let p = |f: &str| dir.join(f).display().to_string().replace('\\', "/");
     let text = format!(
         r#"
@@ -131,7 +177,12 @@ path = "{access}"
 }
 
 /// The text `certgate demo` prints once it is listening.
-pub fn instructions(dir: &Path, bind: SocketAddr, backend: SocketAddr, access_log: &Path) -> String {
+pub fn instructions(
+    dir: &Path,
+    bind: SocketAddr,
+    backend: SocketAddr,
+    access_log: &Path,
+) -> String {
     let d = dir.display();
     let url = format!("https://{bind}/hello");
     let curl = |who: &str| {

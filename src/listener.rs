@@ -18,8 +18,8 @@ use crate::certinfo;
 use crate::logs::connection::ConnectionRecord;
 use crate::logs::LogSink;
 use crate::proxy::{self, headers, ConnContext, ListenerShared};
-use crate::tls::status::{self, Failure, HandshakeRecord, VerifyCode};
 use crate::tls::hello_tap::HelloTap;
+use crate::tls::status::{self, Failure, HandshakeRecord, VerifyCode};
 use crate::tls::{self as tlsmod, ListenerTls};
 
 /// A running listener: its fixed settings and its swappable TLS state.
@@ -102,7 +102,11 @@ async fn connection(
         },
     };
     let emit = |out: Outcome| {
-        let line = if alb_format { out.record.to_alb() } else { out.record.to_json() };
+        let line = if alb_format {
+            out.record.to_alb()
+        } else {
+            out.record.to_json()
+        };
         conn_log.write(line);
     };
 
@@ -133,14 +137,19 @@ async fn connection(
         Err(_) => {
             let f = Failure::new(
                 VerifyCode::Unmapped,
-                format!("TLS handshake not completed within {}s", shared.timeouts.handshake.as_secs()),
+                format!(
+                    "TLS handshake not completed within {}s",
+                    shared.timeouts.handshake.as_secs()
+                ),
             );
             fail(&mut out.record, seen.failure.unwrap_or(f));
             emit(out);
             return;
         }
         Ok(Err(e)) => {
-            let f = seen.failure.unwrap_or_else(|| status::from_handshake_error(&e));
+            let f = seen
+                .failure
+                .unwrap_or_else(|| status::from_handshake_error(&e));
             fail(&mut out.record, f);
             emit(out);
             return;
@@ -149,7 +158,10 @@ async fn connection(
     };
 
     let conn = tls_stream.get_ref().1;
-    let protocol = conn.protocol_version().map(tlsmod::protocol_name).unwrap_or("unknown");
+    let protocol = conn
+        .protocol_version()
+        .map(tlsmod::protocol_name)
+        .unwrap_or("unknown");
     let cipher = conn
         .negotiated_cipher_suite()
         .map(|s| tlsmod::cipher_name(s.suite()))
@@ -161,13 +173,24 @@ async fn connection(
         .leaf
         .clone()
         .or_else(|| chain.first().and_then(|c| certinfo::leaf_facts(c).ok()));
-    let conn_headers = headers::connection_headers(tls.mode, &shared.header_names, chain, leaf.as_ref(), protocol, cipher);
+    let conn_headers = headers::connection_headers(
+        tls.mode,
+        &shared.header_names,
+        chain,
+        leaf.as_ref(),
+        protocol,
+        cipher,
+    );
     out.record.tls_protocol = Some(protocol);
     out.record.tls_cipher = Some(cipher);
-    out.record.tls_keyexchange = conn.negotiated_key_exchange_group().map(|g| tlsmod::group_name(g.name()));
+    out.record.tls_keyexchange = conn
+        .negotiated_key_exchange_group()
+        .map(|g| tlsmod::group_name(g.name()));
     out.record.tls_handshake_latency_ms = Some(started.elapsed().as_millis() as u64);
     out.record.sni = conn.server_name().map(str::to_string);
-    out.record.alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+    out.record.alpn = conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     out.record.leaf = leaf.clone();
     out.record.tls_verify_status = "Success".to_string();
     emit(out);
@@ -182,8 +205,13 @@ async fn connection(
     });
     let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).timer(hyper_util::rt::TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
+    builder
+        .http1()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new());
+    let conn = builder
+        .serve_connection(TokioIo::new(tls_stream), service)
+        .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(listener = %shared.name, error = %e, "connection ended with an error");
     }

@@ -11,7 +11,11 @@ use certgate::config::{self, ChainLimits, Source, TrustStoreConfig};
 use certgate::{demo, pki, server, tls, truststore};
 
 #[derive(Parser)]
-#[command(name = "certgate", version, about = "HTTPS reverse proxy with ALB-style mutual TLS")]
+#[command(
+    name = "certgate",
+    version,
+    about = "HTTPS reverse proxy with ALB-style mutual TLS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,7 +116,13 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Check { config } => check(&config),
         Command::Demo { bind } => runtime()?.block_on(run_demo(bind)),
         Command::Truststore {
-            command: TruststoreCommand::Describe { config, name, ca_bundle, crls },
+            command:
+                TruststoreCommand::Describe {
+                    config,
+                    name,
+                    ca_bundle,
+                    crls,
+                },
         } => describe(config, name, ca_bundle, crls),
         Command::Pki {
             command: PkiCommand::Demo { out },
@@ -174,7 +184,10 @@ fn describe(
             refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
             limits: ChainLimits::default(),
         };
-        print!("{}", truststore::describe::describe(&truststore::load(&cfg)?));
+        print!(
+            "{}",
+            truststore::describe::describe(&truststore::load(&cfg)?)
+        );
         return Ok(());
     }
     let Some(path) = config else {
@@ -210,7 +223,9 @@ async fn run_demo(bind: SocketAddr) -> Result<()> {
     };
     let addr = server.local_addr("demo").unwrap_or(bind);
     eprintln!("{}", demo::instructions(&dir, addr, backend, &access_log));
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     eprintln!("certgate demo: stopping");
     server.shutdown(std::time::Duration::from_secs(5)).await;
     Ok(())

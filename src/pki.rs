@@ -16,7 +16,10 @@ pub enum PkiError {
     #[error("cannot generate the demo PKI: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("cannot write {path}: {error}")]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// The files `pki demo` writes, by name.
@@ -112,7 +115,10 @@ pub fn generate() -> Result<Vec<(&'static str, String)>, PkiError> {
     let inter_key_pem = inter_key.serialize_pem();
     let inter = Issuer::new(inter_params, inter_key);
 
-    let long = (datetime!(2025-01-01 00:00:00 UTC), datetime!(2045-01-01 00:00:00 UTC));
+    let long = (
+        datetime!(2025-01-01 00:00:00 UTC),
+        datetime!(2045-01-01 00:00:00 UTC),
+    );
     let server = leaf(&root, "localhost", &[0x10, 0x01], long, true)?;
     let good = leaf(&inter, "good-client", &[0x20, 0x01], long, false)?;
     // High bit set: the serial header must show it without the DER sign byte.
@@ -121,7 +127,10 @@ pub fn generate() -> Result<Vec<(&'static str, String)>, PkiError> {
         &inter,
         "expired-client",
         &[0x20, 0x03],
-        (datetime!(2020-01-01 00:00:00 UTC), datetime!(2021-01-01 00:00:00 UTC)),
+        (
+            datetime!(2020-01-01 00:00:00 UTC),
+            datetime!(2021-01-01 00:00:00 UTC),
+        ),
         false,
     )?;
 
@@ -148,7 +157,10 @@ pub fn generate() -> Result<Vec<(&'static str, String)>, PkiError> {
         ("root-ca.key", root_key_pem),
         ("intermediate-ca.pem", inter_pem.clone()),
         ("intermediate-ca.key", inter_key_pem),
-        ("ca-bundle.pem", format!("# certgate demo trust store: the root CA only\n{root_pem}")),
+        (
+            "ca-bundle.pem",
+            format!("# certgate demo trust store: the root CA only\n{root_pem}"),
+        ),
         ("intermediate.crl.pem", crl.pem()?),
         ("server.pem", server.cert_pem.clone()),
         ("server.key", server.key_pem),

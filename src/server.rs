@@ -80,11 +80,13 @@ impl Server {
         let mut bound = Vec::new();
         for l in &config.listeners {
             let tls = ListenerTls::build(l, &stores)?;
-            let listener = TcpListener::bind(l.bind).await.map_err(|error| StartError::Bind {
-                listener: l.name.clone(),
-                addr: l.bind,
-                error,
-            })?;
+            let listener = TcpListener::bind(l.bind)
+                .await
+                .map_err(|error| StartError::Bind {
+                    listener: l.name.clone(),
+                    addr: l.bind,
+                    error,
+                })?;
             let local = listener.local_addr().map_err(|error| StartError::Bind {
                 listener: l.name.clone(),
                 addr: l.bind,
@@ -169,7 +171,10 @@ impl Server {
                     stores.insert(name.clone(), Arc::new(new));
                 }
                 Err(e) => {
-                    let kept = stores.get(name).map(|s| s.version.clone()).unwrap_or_default();
+                    let kept = stores
+                        .get(name)
+                        .map(|s| s.version.clone())
+                        .unwrap_or_default();
                     tracing::error!(trust_store = %name, kept_version = %kept, "reload failed, keeping the last good store: {e}");
                     problems.push(e.to_string());
                 }
@@ -203,10 +208,14 @@ impl Server {
             let _ = t.await;
         }
         let drained = match self.graceful.take().and_then(|g| Arc::try_unwrap(g).ok()) {
-            Some(graceful) => tokio::time::timeout(grace, graceful.shutdown()).await.is_ok(),
+            Some(graceful) => tokio::time::timeout(grace, graceful.shutdown())
+                .await
+                .is_ok(),
             None => false,
         };
-        let sinks: Vec<LogSink> = std::iter::once(self.conn_log.clone()).chain(self.access_log.clone()).collect();
+        let sinks: Vec<LogSink> = std::iter::once(self.conn_log.clone())
+            .chain(self.access_log.clone())
+            .collect();
         let _ = tokio::task::spawn_blocking(move || {
             for s in sinks {
                 s.flush(Duration::from_secs(2));
@@ -246,7 +255,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             _ = int.recv() => break,
         }
     }
-    tracing::info!(grace_secs = DEFAULT_GRACE.as_secs(), "stopping: no new connections, finishing in-flight requests");
+    tracing::info!(
+        grace_secs = DEFAULT_GRACE.as_secs(),
+        "stopping: no new connections, finishing in-flight requests"
+    );
     let server = match Arc::try_unwrap(server) {
         Ok(s) => s,
         Err(_) => return Ok(()),

@@ -22,22 +22,39 @@ const OFF: &str = "mode = \"off\"";
 /// Serial header computed independently: uppercase hex of the DER INTEGER content without the
 /// leading sign byte.
 fn serial_header(raw: &[u8]) -> String {
-    let bytes = if raw.len() > 1 && raw[0] == 0 { &raw[1..] } else { raw };
+    let bytes = if raw.len() > 1 && raw[0] == 0 {
+        &raw[1..]
+    } else {
+        raw
+    };
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// Expects the handshake (or the first read after it) to fail, then returns the connection-log
 /// record of that attempt.
-async fn refused(proxy: &Proxy, backend: &Backend, cfg: Arc<rustls::ClientConfig>, n: usize) -> Value {
+async fn refused(
+    proxy: &Proxy,
+    backend: &Backend,
+    cfg: Arc<rustls::ClientConfig>,
+    n: usize,
+) -> Value {
     let before = backend.count();
     let r = get(proxy.addr, cfg, "/x").await;
     assert!(r.is_err(), "request should have been refused, got {r:?}");
-    assert_eq!(backend.count(), before, "a refused client reached the backend");
+    assert_eq!(
+        backend.count(),
+        before,
+        "a refused client reached the backend"
+    );
     proxy.conn_records(n).pop().unwrap()
 }
 
 fn assert_failed(rec: &Value, code: &str) {
-    assert_eq!(rec["tls_verify_status"], format!("Failed:{code}"), "record: {rec}");
+    assert_eq!(
+        rec["tls_verify_status"],
+        format!("Failed:{code}"),
+        "record: {rec}"
+    );
     let detail = rec["tls_verify_detail"].as_str().unwrap_or("");
     assert!(detail.len() > 10, "detail should say what happened: {rec}");
     assert!(rec["tls_handshake_latency"].is_null());
@@ -54,8 +71,14 @@ async fn verify_good_client_gets_exact_alb_headers_and_logs() {
 
     let seen = backend.last();
     assert_eq!(seen.path, "/hello?a=1");
-    assert_eq!(seen.one("x-amzn-mtls-clientcert-serial-number"), serial_header(&pki.good.serial));
-    assert_eq!(seen.one("x-amzn-mtls-clientcert-issuer"), "CN=certgate test intermediate");
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-serial-number"),
+        serial_header(&pki.good.serial)
+    );
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-issuer"),
+        "CN=certgate test intermediate"
+    );
     assert_eq!(seen.one("x-amzn-mtls-clientcert-subject"), "CN=client");
     let (_, cert) = x509_parser::parse_x509_certificate(&pki.good.der).unwrap();
     let fmt = |t: x509_parser::time::ASN1Time| {
@@ -72,10 +95,20 @@ async fn verify_good_client_gets_exact_alb_headers_and_logs() {
     };
     assert_eq!(
         seen.one("x-amzn-mtls-clientcert-validity"),
-        format!("NotBefore={};NotAfter={}", fmt(cert.validity().not_before), fmt(cert.validity().not_after))
+        format!(
+            "NotBefore={};NotAfter={}",
+            fmt(cert.validity().not_before),
+            fmt(cert.validity().not_after)
+        )
     );
-    assert_eq!(seen.one("x-amzn-mtls-clientcert-leaf"), expected_url_pem(&[&pki.good.der]));
-    assert!(!seen.has("x-amzn-mtls-clientcert"), "passthrough header must not be sent in verify mode");
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-leaf"),
+        expected_url_pem(&[&pki.good.der])
+    );
+    assert!(
+        !seen.has("x-amzn-mtls-clientcert"),
+        "passthrough header must not be sent in verify mode"
+    );
     assert!(!seen.has("x-amzn-tls-version"));
     assert_eq!(seen.one("x-forwarded-for"), "127.0.0.1");
     assert_eq!(seen.one("x-forwarded-proto"), "https");
@@ -86,19 +119,28 @@ async fn verify_good_client_gets_exact_alb_headers_and_logs() {
     assert_eq!(rec["tls_verify_status"], "Success");
     assert!(rec["tls_verify_detail"].is_null());
     assert_eq!(rec["tls_protocol"], "TLSv1.3");
-    assert_eq!(rec["tls_cipher"].as_str().unwrap().starts_with("TLS_"), true);
+    assert!(rec["tls_cipher"].as_str().unwrap().starts_with("TLS_"));
     assert_eq!(rec["listener_port"], proxy.addr.port());
     assert_eq!(rec["client_ip"], "127.0.0.1");
     assert_eq!(rec["leaf_client_cert_subject"], "CN=client");
-    assert_eq!(rec["leaf_client_cert_serial_number"], serial_header(&pki.good.serial));
-    assert_eq!(rec["leaf_client_cert_validity"], seen.one("x-amzn-mtls-clientcert-validity"));
+    assert_eq!(
+        rec["leaf_client_cert_serial_number"],
+        serial_header(&pki.good.serial)
+    );
+    assert_eq!(
+        rec["leaf_client_cert_validity"],
+        seen.one("x-amzn-mtls-clientcert-validity")
+    );
     assert_eq!(rec["mode"], "verify");
     assert_eq!(rec["listener"], "web");
     assert_eq!(rec["alpn"], "http/1.1");
     assert_eq!(rec["sni"], "localhost");
     assert!(rec["tls_handshake_latency"].as_f64().unwrap() >= 0.0);
     assert!(rec["tls_keyexchange"].is_string());
-    assert!(rec["trust_store_version"].as_str().unwrap().starts_with("sha256:"));
+    assert!(rec["trust_store_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
     let tid = rec["conn_trace_id"].as_str().unwrap();
     assert_eq!(tid.len(), 36);
 
@@ -136,7 +178,12 @@ async fn verify_refuses_each_bad_client_with_albs_code() {
     let three = pki.root.chain_of(3);
     let three_refs: Vec<&Ca> = three.iter().rev().collect();
     let cases: Vec<(&str, Leaf, Vec<&Ca>, &str)> = vec![
-        ("revoked leaf", pki.revoked.clone(), vec![&pki.inter], "ClientCertCrlHit"),
+        (
+            "revoked leaf",
+            pki.revoked.clone(),
+            vec![&pki.inter],
+            "ClientCertCrlHit",
+        ),
         (
             "expired",
             pki.inter.leaf(&LeafSpec {
@@ -209,13 +256,24 @@ async fn verify_refuses_each_bad_client_with_albs_code() {
     for (i, (what, leaf, cas, code)) in cases.iter().enumerate() {
         let cfg = client_config(&pki, Some((leaf, cas)), &[b"http/1.1"]);
         let rec = refused(&proxy, &backend, cfg, i + 1).await;
-        assert_eq!(rec["tls_verify_status"], format!("Failed:{code}"), "case {what}: {rec}");
+        assert_eq!(
+            rec["tls_verify_status"],
+            format!("Failed:{code}"),
+            "case {what}: {rec}"
+        );
         assert_failed(&rec, code);
         // The leaf facts and the negotiated protocol are logged on failure too.
         assert_eq!(rec["tls_protocol"], "TLSv1.3", "case {what}");
-        assert!(rec["tls_cipher"].as_str().unwrap().starts_with("TLS_AES_"), "case {what}: {rec}");
+        assert!(
+            rec["tls_cipher"].as_str().unwrap().starts_with("TLS_AES_"),
+            "case {what}: {rec}"
+        );
         assert!(rec["tls_keyexchange"].is_string(), "case {what}: {rec}");
-        assert_eq!(rec["leaf_client_cert_serial_number"], serial_header(&leaf.serial), "case {what}");
+        assert_eq!(
+            rec["leaf_client_cert_serial_number"],
+            serial_header(&leaf.serial),
+            "case {what}"
+        );
     }
     // The proxy still serves a good client after all of that.
     let good = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
@@ -236,9 +294,18 @@ async fn verify_without_certificate_is_unmapped_with_detail() {
     let proxy = Proxy::verify(&pki, backend.addr).await;
     let rec = refused(&proxy, &backend, client_config(&pki, None, &[]), 1).await;
     assert_failed(&rec, "UnmappedConnectionError");
-    assert!(rec["tls_verify_detail"].as_str().unwrap().contains("no certificate"), "{rec}");
+    assert!(
+        rec["tls_verify_detail"]
+            .as_str()
+            .unwrap()
+            .contains("no certificate"),
+        "{rec}"
+    );
     assert!(rec["leaf_client_cert_subject"].is_null());
-    assert!(!proxy.access_log.exists() || proxy.access_records(0).is_empty(), "failed handshakes have no access record");
+    assert!(
+        !proxy.access_log.exists() || proxy.access_records(0).is_empty(),
+        "failed handshakes have no access record"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,10 +322,19 @@ async fn ignore_expiry_accepts_an_expired_client_but_not_a_future_one() {
         ..LeafSpec::client("future")
     });
     let backend = Backend::start().await;
-    let proxy = Proxy::start(&pki, backend.addr, &format!("{VERIFY}\nignore_client_certificate_expiry = true"), "").await;
+    let proxy = Proxy::start(
+        &pki,
+        backend.addr,
+        &format!("{VERIFY}\nignore_client_certificate_expiry = true"),
+        "",
+    )
+    .await;
     let cfg = client_config(&pki, Some((&expired, &[&pki.inter])), &[]);
     assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
-    assert_eq!(backend.last().one("x-amzn-mtls-clientcert-subject"), "CN=expired");
+    assert_eq!(
+        backend.last().one("x-amzn-mtls-clientcert-subject"),
+        "CN=expired"
+    );
     let cfg = client_config(&pki, Some((&future, &[&pki.inter])), &[]);
     let rec = refused(&proxy, &backend, cfg, 2).await;
     assert_failed(&rec, "ClientCertNotYetValid");
@@ -276,7 +352,10 @@ async fn rsa_and_ecdsa_clients_are_accepted() {
         });
         let cfg = client_config(&pki, Some((&leaf, &[&pki.inter])), &[]);
         assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200, "{kind:?}");
-        assert_eq!(backend.last().one("x-amzn-mtls-clientcert-subject"), format!("CN={kind:?}"));
+        assert_eq!(
+            backend.last().one("x-amzn-mtls-clientcert-subject"),
+            format!("CN={kind:?}")
+        );
     }
 }
 
@@ -285,11 +364,20 @@ async fn dn_escaping_and_high_bit_serial_are_byte_exact() {
     let pki = Pki::new();
     let leaf = pki.inter.leaf(&LeafSpec {
         subject: vec![
-            (DnType::CountryName, DnValue::PrintableString("US".try_into().unwrap())),
+            (
+                DnType::CountryName,
+                DnValue::PrintableString("US".try_into().unwrap()),
+            ),
             (DnType::StateOrProvinceName, DnValue::from("Washington")),
             (DnType::LocalityName, DnValue::from(" Seattle")),
-            (DnType::OrganizationName, DnValue::from("Smith, Jones + \"Co\"")),
-            (DnType::OrganizationalUnitName, DnValue::from("#1 <dev>;ops\\qa ")),
+            (
+                DnType::OrganizationName,
+                DnValue::from("Smith, Jones + \"Co\""),
+            ),
+            (
+                DnType::OrganizationalUnitName,
+                DnValue::from("#1 <dev>;ops\\qa "),
+            ),
             (DnType::CommonName, DnValue::from("Zoë")),
         ],
         serial: Some(vec![0xFE, 0xF2, 0x57, 0x37, 0x2D, 0x5C, 0x14, 0xD4]),
@@ -304,10 +392,16 @@ async fn dn_escaping_and_high_bit_serial_are_byte_exact() {
         seen.one("x-amzn-mtls-clientcert-subject"),
         r#"CN=Zo\C3\AB,OU=\#1 \<dev\>\;ops\\qa\ ,O=Smith\, Jones \+ \"Co\",L=\ Seattle,ST=Washington,C=US"#
     );
-    assert_eq!(seen.one("x-amzn-mtls-clientcert-serial-number"), "FEF257372D5C14D4");
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-serial-number"),
+        "FEF257372D5C14D4"
+    );
     let rec = &proxy.conn_records(1)[0];
     assert_eq!(rec["leaf_client_cert_serial_number"], "FEF257372D5C14D4");
-    assert_eq!(rec["leaf_client_cert_subject"], seen.one("x-amzn-mtls-clientcert-subject"));
+    assert_eq!(
+        rec["leaf_client_cert_subject"],
+        seen.one("x-amzn-mtls-clientcert-subject")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,8 +413,15 @@ async fn passthrough_forwards_the_presented_chain_and_accepts_any_issuer() {
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
     let seen = backend.last();
-    assert_eq!(seen.one("x-amzn-mtls-clientcert"), expected_url_pem(&[&pki.good.der, &pki.inter.der]));
-    for h in ["x-amzn-mtls-clientcert-subject", "x-amzn-mtls-clientcert-leaf", "x-amzn-mtls-clientcert-serial-number"] {
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert"),
+        expected_url_pem(&[&pki.good.der, &pki.inter.der])
+    );
+    for h in [
+        "x-amzn-mtls-clientcert-subject",
+        "x-amzn-mtls-clientcert-leaf",
+        "x-amzn-mtls-clientcert-serial-number",
+    ] {
         assert!(!seen.has(h), "{h} is a verify-mode header");
     }
 
@@ -328,14 +429,24 @@ async fn passthrough_forwards_the_presented_chain_and_accepts_any_issuer() {
     let stranger = root_ca("stranger root").leaf(&LeafSpec::client("stranger"));
     let cfg = client_config(&pki, Some((&stranger, &[])), &[]);
     assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
-    assert_eq!(backend.last().one("x-amzn-mtls-clientcert"), expected_url_pem(&[&stranger.der]));
+    assert_eq!(
+        backend.last().one("x-amzn-mtls-clientcert"),
+        expected_url_pem(&[&stranger.der])
+    );
 
     // Without a certificate the request goes through without the header.
-    assert_eq!(get(proxy.addr, client_config(&pki, None, &[]), "/").await.unwrap(), 200);
+    assert_eq!(
+        get(proxy.addr, client_config(&pki, None, &[]), "/")
+            .await
+            .unwrap(),
+        200
+    );
     assert!(!backend.last().has("x-amzn-mtls-clientcert"));
 
     let recs = proxy.conn_records(3);
-    assert!(recs.iter().all(|r| r["tls_verify_status"] == "Success" && r["mode"] == "passthrough"));
+    assert!(recs
+        .iter()
+        .all(|r| r["tls_verify_status"] == "Success" && r["mode"] == "passthrough"));
     assert_eq!(recs[1]["leaf_client_cert_subject"], "CN=stranger");
     assert!(recs[2]["leaf_client_cert_subject"].is_null());
 }
@@ -358,7 +469,10 @@ async fn passthrough_still_checks_possession_of_the_key() {
     let pki = Pki::new();
     let other = pki.inter.leaf(&LeafSpec::client("other"));
     let provider = provider();
-    let signer = provider.key_provider.load_private_key(other.private_key_der()).unwrap();
+    let signer = provider
+        .key_provider
+        .load_private_key(other.private_key_der())
+        .unwrap();
     let certified = Arc::new(CertifiedKey::new(vec![pki.good.cert_der()], signer));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.server_ca.cert_der()).unwrap();
@@ -383,13 +497,19 @@ async fn off_mode_asks_for_no_certificate_and_adds_no_mtls_header() {
     let mut tls = connect(proxy.addr, cfg.clone()).await.unwrap();
     // The server never asked, so the client sent nothing.
     use tokio::io::AsyncWriteExt;
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = String::new();
     use tokio::io::AsyncReadExt;
     tls.read_to_string(&mut out).await.unwrap();
     assert_eq!(status_of(&out), Some(200));
     let seen = backend.last();
-    assert!(seen.headers.iter().all(|(n, _)| !n.starts_with("x-amzn-")), "{:?}", seen.headers);
+    assert!(
+        seen.headers.iter().all(|(n, _)| !n.starts_with("x-amzn-")),
+        "{:?}",
+        seen.headers
+    );
     let rec = &proxy.conn_records(1)[0];
     assert_eq!(rec["mode"], "off");
     assert_eq!(rec["tls_verify_status"], "Success");
@@ -415,12 +535,24 @@ fn forged_h1(extra: &str) -> String {
 }
 
 const FORGED_VALUES: [&str; 10] = [
-    "forged-1", "forged-2", "CN=admin", "CN=root", "CN=evil", "01", "NotBefore=x", "forged", "TLSv1.0", "NULL",
+    "forged-1",
+    "forged-2",
+    "CN=admin",
+    "CN=root",
+    "CN=evil",
+    "01",
+    "NotBefore=x",
+    "forged",
+    "TLSv1.0",
+    "NULL",
 ];
 
 fn assert_no_forged(seen: &Seen) {
     for (n, v) in &seen.headers {
-        assert!(!FORGED_VALUES.contains(&v.as_str()), "forged header reached the backend: {n}: {v}");
+        assert!(
+            !FORGED_VALUES.contains(&v.as_str()),
+            "forged header reached the backend: {n}: {v}"
+        );
     }
 }
 
@@ -443,7 +575,10 @@ async fn forged_headers_never_reach_the_backend_in_any_mode_over_http1() {
                 assert_eq!(seen.one("x-amzn-mtls-clientcert-subject"), "CN=client");
             }
             if mutual == PASSTHROUGH && client.is_some() {
-                assert_eq!(seen.one("x-amzn-mtls-clientcert"), expected_url_pem(&[&pki.good.der, &pki.inter.der]));
+                assert_eq!(
+                    seen.one("x-amzn-mtls-clientcert"),
+                    expected_url_pem(&[&pki.good.der, &pki.inter.der])
+                );
             }
         }
     }
@@ -468,7 +603,11 @@ async fn forged_headers_never_reach_the_backend_over_http2() {
     for mutual in [OFF, PASSTHROUGH, VERIFY] {
         let proxy = Proxy::start(&pki, backend.addr, mutual, "").await;
         let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"h2"]);
-        assert_eq!(get_h2(proxy.addr, cfg, "/h2", &forged).await.unwrap(), 200, "{mutual}");
+        assert_eq!(
+            get_h2(proxy.addr, cfg, "/h2", &forged).await.unwrap(),
+            200,
+            "{mutual}"
+        );
         let seen = backend.last();
         assert_no_forged(&seen);
         assert_eq!(seen.one("host"), "localhost");
@@ -501,7 +640,10 @@ async fn renamed_headers_and_tls_headers_are_sent_and_all_names_stripped() {
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .with_root_certificates(roots)
-        .with_client_auth_cert(pki.good.chain_der(&[&pki.inter]), pki.good.private_key_der())
+        .with_client_auth_cert(
+            pki.good.chain_der(&[&pki.inter]),
+            pki.good.private_key_der(),
+        )
         .unwrap();
     let req = forged_h1("X-Client-Subject: CN=forged-renamed\r\nX-Tls-Ver: forged-ver\r\n");
     let resp = raw_http1(proxy.addr, Arc::new(cfg), &req).await.unwrap();
@@ -509,10 +651,19 @@ async fn renamed_headers_and_tls_headers_are_sent_and_all_names_stripped() {
     let seen = backend.last();
     assert_no_forged(&seen);
     assert_eq!(seen.one("x-client-subject"), "CN=client");
-    assert!(!seen.has("x-amzn-mtls-clientcert-subject"), "the default name is stripped, not sent");
+    assert!(
+        !seen.has("x-amzn-mtls-clientcert-subject"),
+        "the default name is stripped, not sent"
+    );
     assert_eq!(seen.one("x-tls-ver"), "TLSv1.2");
-    assert_eq!(seen.one("x-amzn-tls-cipher-suite"), "ECDHE-ECDSA-AES256-GCM-SHA384");
-    assert_eq!(seen.one("x-amzn-mtls-clientcert-issuer"), "CN=certgate test intermediate");
+    assert_eq!(
+        seen.one("x-amzn-tls-cipher-suite"),
+        "ECDHE-ECDSA-AES256-GCM-SHA384"
+    );
+    assert_eq!(
+        seen.one("x-amzn-mtls-clientcert-issuer"),
+        "CN=certgate test intermediate"
+    );
     let rec = &proxy.conn_records(1)[0];
     assert_eq!(rec["tls_protocol"], "TLSv1.2");
     assert_eq!(rec["tls_cipher"], "ECDHE-ECDSA-AES256-GCM-SHA384");
@@ -537,7 +688,10 @@ impl ResolvesClientCert for HintRecorder {
 
 async fn advertised_names(pki: &Pki, mutual: &str) -> Vec<Vec<u8>> {
     let provider = provider();
-    let signer = provider.key_provider.load_private_key(pki.good.private_key_der()).unwrap();
+    let signer = provider
+        .key_provider
+        .load_private_key(pki.good.private_key_der())
+        .unwrap();
     let recorder = Arc::new(HintRecorder {
         inner: Arc::new(CertifiedKey::new(pki.good.chain_der(&[&pki.inter]), signer)),
         hints: Mutex::new(Vec::new()),
@@ -559,7 +713,11 @@ async fn advertised_names(pki: &Pki, mutual: &str) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn advertise_trust_store_ca_names_sends_the_bundle_subjects() {
     let pki = Pki::new();
-    let on = advertised_names(&pki, &format!("{VERIFY}\nadvertise_trust_store_ca_names = \"on\"")).await;
+    let on = advertised_names(
+        &pki,
+        &format!("{VERIFY}\nadvertise_trust_store_ca_names = \"on\""),
+    )
+    .await;
     let (_, root) = x509_parser::parse_x509_certificate(&pki.root.der).unwrap();
     // The hint is the DER Name of the root, the only CA in the test bundle.
     assert_eq!(on.len(), 1, "{on:?}");
@@ -576,7 +734,9 @@ async fn handshake_kinds(pki: &Pki, mutual: &str) -> Vec<rustls::HandshakeKind> 
     for _ in 0..3 {
         let mut tls = connect(proxy.addr, cfg.clone()).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut out = Vec::new();
         let _ = tls.read_to_end(&mut out).await;
         kinds.push(tls.get_ref().1.handshake_kind().unwrap());
@@ -589,24 +749,39 @@ async fn session_resumption_is_off_in_verify_and_passthrough() {
     let pki = Pki::new();
     for mutual in [VERIFY, PASSTHROUGH] {
         let kinds = handshake_kinds(&pki, mutual).await;
-        assert!(kinds.iter().all(|k| *k == rustls::HandshakeKind::Full), "{mutual}: {kinds:?}");
+        assert!(
+            kinds.iter().all(|k| *k == rustls::HandshakeKind::Full),
+            "{mutual}: {kinds:?}"
+        );
     }
     let kinds = handshake_kinds(&pki, OFF).await;
-    assert!(kinds.contains(&rustls::HandshakeKind::Resumed), "off mode may resume: {kinds:?}");
+    assert!(
+        kinds.contains(&rustls::HandshakeKind::Resumed),
+        "off mode may resume: {kinds:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backend_down_gives_502_and_slow_backend_504_and_the_proxy_keeps_serving() {
     let pki = Pki::new();
     // A port with nothing listening.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = Proxy::verify(&pki, dead).await;
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     assert_eq!(get(proxy.addr, cfg.clone(), "/").await.unwrap(), 502);
     let acc = &proxy.access_records(1)[0];
     assert_eq!(acc["elb_status_code"], 502);
     assert!(acc["target_status_code"].is_null());
-    assert!(acc["error_reason"].as_str().unwrap().contains("cannot connect"), "{acc}");
+    assert!(
+        acc["error_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{acc}"
+    );
     assert_eq!(acc["target_processing_time"], -1.0);
 
     let backend = Backend::start().await;
@@ -615,10 +790,9 @@ async fn backend_down_gives_502_and_slow_backend_504_and_the_proxy_keeps_serving
     let mutual = VERIFY.to_string();
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &pki, backend.addr, &mutual, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "backend = ",
-        "backend_timeout_secs = 1\nbackend = ",
-    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("backend = ", "backend_timeout_secs = 1\nbackend = ");
     std::fs::write(&path, text).unwrap();
     let cfgfile = certgate::config::load(&path).unwrap();
     let server = certgate::server::Server::start(cfgfile).await.unwrap();
@@ -626,7 +800,14 @@ async fn backend_down_gives_502_and_slow_backend_504_and_the_proxy_keeps_serving
     assert_eq!(get(addr, cfg.clone(), "/slow").await.unwrap(), 504);
     assert_eq!(get(addr, cfg, "/fast").await.unwrap(), 200);
     let acc = json_lines(&dir.path().join("access.log"), 2);
-    assert!(acc[0]["error_reason"].as_str().unwrap().contains("no response within 1s"), "{}", acc[0]);
+    assert!(
+        acc[0]["error_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no response within 1s"),
+        "{}",
+        acc[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -637,11 +818,14 @@ async fn alb_format_writes_albs_space_separated_line() {
     drop(proxy);
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("path = \"conn.log\"", "path = \"conn.log\"\nformat = \"alb\"");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "path = \"conn.log\"",
+        "path = \"conn.log\"\nformat = \"alb\"",
+    );
     std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap()).await.unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
     let addr = server.local_addr("web").unwrap();
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     assert_eq!(get(addr, cfg, "/").await.unwrap(), 200);
@@ -683,11 +867,19 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"h2"]);
     // An open HTTP/2 connection before the reload.
     let tls = connect(proxy.addr, cfg.clone()).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
-    let req = || hyper::Request::builder().uri("https://localhost/open").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let req = || {
+        hyper::Request::builder()
+            .uri("https://localhost/open")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
     assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
     let v1 = proxy.server.trust_store_version("corp").unwrap();
 
@@ -697,7 +889,10 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
     assert!(proxy.server.reload().is_empty());
     let v2 = proxy.server.trust_store_version("corp").unwrap();
     assert_ne!(v1, v2);
-    assert!(get(proxy.addr, cfg.clone(), "/").await.is_err(), "revoked after reload");
+    assert!(
+        get(proxy.addr, cfg.clone(), "/").await.is_err(),
+        "revoked after reload"
+    );
     let rec = proxy.conn_records(2).pop().unwrap();
     assert_failed(&rec, "ClientCertCrlHit");
     assert_eq!(rec["trust_store_version"], v2.as_str());
@@ -705,14 +900,30 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
     assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
 
     // A broken CRL keeps the last good store.
-    write_pem(proxy.dir.path(), "inter.crl.pem", "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+    write_pem(
+        proxy.dir.path(),
+        "inter.crl.pem",
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    );
     let problems = proxy.server.reload();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("inter.crl.pem"), "{problems:?}");
     assert_eq!(proxy.server.trust_store_version("corp").unwrap(), v2);
     let other = pki.inter.leaf(&LeafSpec::client("other"));
-    assert_eq!(get(proxy.addr, client_config(&pki, Some((&other, &[&pki.inter])), &[]), "/").await.unwrap(), 200);
-    assert!(get(proxy.addr, cfg, "/").await.is_err(), "still revoked by the last good store");
+    assert_eq!(
+        get(
+            proxy.addr,
+            client_config(&pki, Some((&other, &[&pki.inter])), &[]),
+            "/"
+        )
+        .await
+        .unwrap(),
+        200
+    );
+    assert!(
+        get(proxy.addr, cfg, "/").await.is_err(),
+        "still revoked by the last good store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -723,18 +934,31 @@ async fn handshake_deadline_drops_a_silent_client() {
     drop(proxy);
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace("backend = ", "handshake_timeout_secs = 1\nbackend = ");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("backend = ", "handshake_timeout_secs = 1\nbackend = ");
     std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap()).await.unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
     let addr = server.local_addr("web").unwrap();
     let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 16];
     use tokio::io::AsyncReadExt;
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read(&mut buf)).await;
-    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "silent client should be closed: {n:?}");
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "silent client should be closed: {n:?}"
+    );
     let rec = &json_lines(&dir.path().join("conn.log"), 1)[0];
     assert_failed(rec, "UnmappedConnectionError");
-    assert!(rec["tls_verify_detail"].as_str().unwrap().contains("within 1s"), "{rec}");
+    assert!(
+        rec["tls_verify_detail"]
+            .as_str()
+            .unwrap()
+            .contains("within 1s"),
+        "{rec}"
+    );
 }
 
 #[test]
@@ -747,5 +971,8 @@ fn validity_header_example_from_alb_docs() {
         ..LeafSpec::client("fixed")
     });
     let facts = certgate::certinfo::leaf_facts(&leaf.der).unwrap();
-    assert_eq!(facts.validity, "NotBefore=2023-09-21T01:50:17Z;NotAfter=2024-09-20T01:50:17Z");
+    assert_eq!(
+        facts.validity,
+        "NotBefore=2023-09-21T01:50:17Z;NotAfter=2024-09-20T01:50:17Z"
+    );
 }

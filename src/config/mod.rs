@@ -19,7 +19,10 @@ pub enum ConfigError {
     #[error("config file {file} is not valid: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("config file {file} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
-    Invalid { file: PathBuf, problems: Vec<String> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// Reads, parses and validates a config file. Relative paths inside it are resolved against the

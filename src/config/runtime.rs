@@ -242,7 +242,12 @@ fn secs(key: &str, v: Option<u64>, default: Duration, problems: &mut Problems) -
     }
 }
 
-fn header_name(key: &str, value: Option<&String>, default: &HeaderName, problems: &mut Problems) -> HeaderName {
+fn header_name(
+    key: &str,
+    value: Option<&String>,
+    default: &HeaderName,
+    problems: &mut Problems,
+) -> HeaderName {
     match value {
         None => default.clone(),
         Some(v) => match HeaderName::from_bytes(v.as_bytes()) {
@@ -266,7 +271,10 @@ fn backend(key: &str, value: &str, problems: &mut Problems) -> Option<Backend> {
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            problems.push(key, format!("{value}: https backends are not supported yet; use http://"));
+            problems.push(
+                key,
+                format!("{value}: https backends are not supported yet; use http://"),
+            );
             return None;
         }
         _ => {
@@ -279,7 +287,10 @@ fn backend(key: &str, value: &str, problems: &mut Problems) -> Option<Backend> {
         return None;
     };
     if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
-        problems.push(key, format!("{value:?}: give only scheme, host and port (no path)"));
+        problems.push(
+            key,
+            format!("{value:?}: give only scheme, host and port (no path)"),
+        );
         return None;
     }
     Some(Backend {
@@ -311,14 +322,20 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         let mut limits = ChainLimits::default();
         if let Some(d) = ts.max_chain_depth {
             if !(2..=16).contains(&d) {
-                p.push(&format!("{key}.max_chain_depth"), "must be between 2 and 16");
+                p.push(
+                    &format!("{key}.max_chain_depth"),
+                    "must be between 2 and 16",
+                );
             } else {
                 limits.max_chain_depth = d;
             }
         }
         if let Some(s) = ts.max_client_certificate_size {
             if !(1024..=1 << 20).contains(&s) {
-                p.push(&format!("{key}.max_client_certificate_size"), "must be between 1024 and 1048576 bytes");
+                p.push(
+                    &format!("{key}.max_client_certificate_size"),
+                    "must be between 1024 and 1048576 bytes",
+                );
             } else {
                 limits.max_client_certificate_size = s;
             }
@@ -364,7 +381,10 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         if name.is_empty() {
             p.push(&format!("{key}.name"), "is required");
         } else if !names.insert(name.clone()) {
-            p.push(&format!("{key}.name"), format!("{name:?} is used by another listener"));
+            p.push(
+                &format!("{key}.name"),
+                format!("{name:?} is used by another listener"),
+            );
         }
         let bind = match l.bind.as_deref() {
             None => {
@@ -374,25 +394,41 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
             Some(b) => match b.parse::<SocketAddr>() {
                 Ok(a) => {
                     if a.port() != 0 && !binds.insert(a) {
-                        p.push(&format!("{key}.bind"), format!("{a} is used by another listener"));
+                        p.push(
+                            &format!("{key}.bind"),
+                            format!("{a} is used by another listener"),
+                        );
                     }
                     Some(a)
                 }
                 Err(_) => {
-                    p.push(&format!("{key}.bind"), format!("{b:?} is not an IP:port address"));
+                    p.push(
+                        &format!("{key}.bind"),
+                        format!("{b:?} is not an IP:port address"),
+                    );
                     None
                 }
             },
         };
         let chain = match &l.certificate_chain {
-            Some(c) => Some(existing_file(base, &format!("{key}.certificate_chain"), c, &mut p)),
+            Some(c) => Some(existing_file(
+                base,
+                &format!("{key}.certificate_chain"),
+                c,
+                &mut p,
+            )),
             None => {
                 p.push(&format!("{key}.certificate_chain"), "is required");
                 None
             }
         };
         let pkey = match &l.private_key {
-            Some(c) => Some(existing_file(base, &format!("{key}.private_key"), c, &mut p)),
+            Some(c) => Some(existing_file(
+                base,
+                &format!("{key}.private_key"),
+                c,
+                &mut p,
+            )),
             None => {
                 p.push(&format!("{key}.private_key"), "is required");
                 None
@@ -405,19 +441,36 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
                 None
             }
         };
-        let mutual = mutual_auth(&key, l.mutual_authentication.as_ref(), &trust_stores, &mut p);
+        let mutual = mutual_auth(
+            &key,
+            l.mutual_authentication.as_ref(),
+            &trust_stores,
+            &mut p,
+        );
         let headers = headers(&key, l.headers.as_ref(), &mut p);
         let timeouts = Timeouts {
-            handshake: secs(&format!("{key}.handshake_timeout_secs"), l.handshake_timeout_secs, DEFAULT_HANDSHAKE_TIMEOUT, &mut p),
+            handshake: secs(
+                &format!("{key}.handshake_timeout_secs"),
+                l.handshake_timeout_secs,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+                &mut p,
+            ),
             backend_connect: secs(
                 &format!("{key}.backend_connect_timeout_secs"),
                 l.backend_connect_timeout_secs,
                 DEFAULT_BACKEND_CONNECT_TIMEOUT,
                 &mut p,
             ),
-            backend_response: secs(&format!("{key}.backend_timeout_secs"), l.backend_timeout_secs, DEFAULT_BACKEND_TIMEOUT, &mut p),
+            backend_response: secs(
+                &format!("{key}.backend_timeout_secs"),
+                l.backend_timeout_secs,
+                DEFAULT_BACKEND_TIMEOUT,
+                &mut p,
+            ),
         };
-        if let (Some(bind), Some(certificate_chain), Some(private_key), Some(backend)) = (bind, chain, pkey, be) {
+        if let (Some(bind), Some(certificate_chain), Some(private_key), Some(backend)) =
+            (bind, chain, pkey, be)
+        {
             listeners.push(ListenerConfig {
                 name,
                 bind,
@@ -482,7 +535,10 @@ fn mutual_auth(
     };
     let mut trust_store = None;
     match (mode, &m.trust_store) {
-        (Mode::Verify, None) => p.push(&format!("{key}.trust_store"), "is required when mode = \"verify\""),
+        (Mode::Verify, None) => p.push(
+            &format!("{key}.trust_store"),
+            "is required when mode = \"verify\"",
+        ),
         (Mode::Verify, Some(ts)) => {
             if stores.contains_key(ts) {
                 trust_store = Some(ts.clone());
@@ -490,22 +546,38 @@ fn mutual_auth(
                 let known: Vec<&str> = stores.keys().map(String::as_str).collect();
                 p.push(
                     &format!("{key}.trust_store"),
-                    format!("no [trust_store.{ts}] is defined (defined: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+                    format!(
+                        "no [trust_store.{ts}] is defined (defined: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 );
             }
         }
         (_, Some(_)) => p.push(
             &format!("{key}.trust_store"),
-            format!("only allowed when mode = \"verify\" (mode is {:?})", mode.as_str()),
+            format!(
+                "only allowed when mode = \"verify\" (mode is {:?})",
+                mode.as_str()
+            ),
         ),
         (_, None) => {}
     }
     if mode != Mode::Verify {
         if m.ignore_client_certificate_expiry.is_some() {
-            p.push(&format!("{key}.ignore_client_certificate_expiry"), "only allowed when mode = \"verify\"");
+            p.push(
+                &format!("{key}.ignore_client_certificate_expiry"),
+                "only allowed when mode = \"verify\"",
+            );
         }
         if m.advertise_trust_store_ca_names.is_some() {
-            p.push(&format!("{key}.advertise_trust_store_ca_names"), "only allowed when mode = \"verify\"");
+            p.push(
+                &format!("{key}.advertise_trust_store_ca_names"),
+                "only allowed when mode = \"verify\"",
+            );
         }
     }
     MutualAuth {
@@ -522,29 +594,76 @@ fn headers(key: &str, h: Option<&file::HeadersFile>, p: &mut Problems) -> Header
     let key = format!("{key}.headers");
     let k = |attr: &str| format!("{key}.{attr}");
     let out = HeaderNames {
-        clientcert: header_name(&k("x_amzn_mtls_clientcert"), h.x_amzn_mtls_clientcert.as_ref(), &d.clientcert, p),
+        clientcert: header_name(
+            &k("x_amzn_mtls_clientcert"),
+            h.x_amzn_mtls_clientcert.as_ref(),
+            &d.clientcert,
+            p,
+        ),
         serial_number: header_name(
             &k("x_amzn_mtls_clientcert_serial_number"),
             h.x_amzn_mtls_clientcert_serial_number.as_ref(),
             &d.serial_number,
             p,
         ),
-        issuer: header_name(&k("x_amzn_mtls_clientcert_issuer"), h.x_amzn_mtls_clientcert_issuer.as_ref(), &d.issuer, p),
-        subject: header_name(&k("x_amzn_mtls_clientcert_subject"), h.x_amzn_mtls_clientcert_subject.as_ref(), &d.subject, p),
-        validity: header_name(&k("x_amzn_mtls_clientcert_validity"), h.x_amzn_mtls_clientcert_validity.as_ref(), &d.validity, p),
-        leaf: header_name(&k("x_amzn_mtls_clientcert_leaf"), h.x_amzn_mtls_clientcert_leaf.as_ref(), &d.leaf, p),
-        tls_version: header_name(&k("x_amzn_tls_version"), h.x_amzn_tls_version.as_ref(), &d.tls_version, p),
-        tls_cipher_suite: header_name(&k("x_amzn_tls_cipher_suite"), h.x_amzn_tls_cipher_suite.as_ref(), &d.tls_cipher_suite, p),
+        issuer: header_name(
+            &k("x_amzn_mtls_clientcert_issuer"),
+            h.x_amzn_mtls_clientcert_issuer.as_ref(),
+            &d.issuer,
+            p,
+        ),
+        subject: header_name(
+            &k("x_amzn_mtls_clientcert_subject"),
+            h.x_amzn_mtls_clientcert_subject.as_ref(),
+            &d.subject,
+            p,
+        ),
+        validity: header_name(
+            &k("x_amzn_mtls_clientcert_validity"),
+            h.x_amzn_mtls_clientcert_validity.as_ref(),
+            &d.validity,
+            p,
+        ),
+        leaf: header_name(
+            &k("x_amzn_mtls_clientcert_leaf"),
+            h.x_amzn_mtls_clientcert_leaf.as_ref(),
+            &d.leaf,
+            p,
+        ),
+        tls_version: header_name(
+            &k("x_amzn_tls_version"),
+            h.x_amzn_tls_version.as_ref(),
+            &d.tls_version,
+            p,
+        ),
+        tls_cipher_suite: header_name(
+            &k("x_amzn_tls_cipher_suite"),
+            h.x_amzn_tls_cipher_suite.as_ref(),
+            &d.tls_cipher_suite,
+            p,
+        ),
         send_tls_version_and_cipher_suite: h.tls_version_and_cipher_suite.unwrap_or(false),
     };
     let mut seen = HashSet::new();
     for n in out.all() {
         if !seen.insert(n.clone()) {
-            p.push(&key, format!("header name {n:?} is used for two different headers"));
+            p.push(
+                &key,
+                format!("header name {n:?} is used for two different headers"),
+            );
         }
     }
     for n in out.all() {
-        if matches!(n.as_str(), "host" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-port" | "connection" | "content-length" | "transfer-encoding") {
+        if matches!(
+            n.as_str(),
+            "host"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-port"
+                | "connection"
+                | "content-length"
+                | "transfer-encoding"
+        ) {
             p.push(&key, format!("header name {n:?} is reserved"));
         }
     }
@@ -604,6 +723,10 @@ mod tests {
         let p = problems(
             "[[listener]]\nname=\"a\"\nbind=\"127.0.0.1:1\"\n[listener.mutual_authentication]\nmode=\"verify\"\ntrust_store=\"x\"\n",
         );
-        assert!(p.iter().any(|s| s.contains("no [trust_store.x] is defined")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|s| s.contains("no [trust_store.x] is defined")),
+            "{p:?}"
+        );
     }
 }

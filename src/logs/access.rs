@@ -32,6 +32,7 @@ pub struct AccessRecord {
 
 impl AccessRecord {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise access record: {e}\"}}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise access record: {e}\"}}"))
     }
 }

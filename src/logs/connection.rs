@@ -77,7 +77,9 @@ impl ConnectionRecord {
             trust_store_version: self.trust_store_version.as_deref(),
             tls_verify_detail: self.tls_verify_detail.as_deref(),
         };
-        serde_json::to_string(&j).unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise connection record: {e}\"}}"))
+        serde_json::to_string(&j).unwrap_or_else(|e| {
+            format!("{{\"error\":\"cannot serialise connection record: {e}\"}}")
+        })
     }
 
     /// ALB's connection-log line: its fields in its order, `-` for a missing value, the subject
@@ -89,13 +91,28 @@ impl ConnectionRecord {
         }
         let mut s = String::with_capacity(256);
         s.push_str(&super::timestamp(self.timestamp));
-        let _ = write!(s, " {} {} {}", self.client.ip(), self.client.port(), self.local.port());
+        let _ = write!(
+            s,
+            " {} {} {}",
+            self.client.ip(),
+            self.client.port(),
+            self.local.port()
+        );
         field(&mut s, self.tls_protocol);
         field(&mut s, self.tls_cipher);
-        let latency = self.tls_handshake_latency_ms.map(|ms| format!("{:.3}", ms as f64 / 1000.0));
+        let latency = self
+            .tls_handshake_latency_ms
+            .map(|ms| format!("{:.3}", ms as f64 / 1000.0));
         field(&mut s, latency.as_deref());
         // A quote inside the subject is already backslash-escaped by RFC 2253 formatting.
-        let _ = write!(s, " \"{}\"", self.leaf.as_ref().map(|l| l.subject.as_str()).unwrap_or("-"));
+        let _ = write!(
+            s,
+            " \"{}\"",
+            self.leaf
+                .as_ref()
+                .map(|l| l.subject.as_str())
+                .unwrap_or("-")
+        );
         field(&mut s, self.leaf.as_ref().map(|l| l.validity.as_str()));
         field(&mut s, self.leaf.as_ref().map(|l| l.serial_hex.as_str()));
         field(&mut s, Some(&self.tls_verify_status));

@@ -76,7 +76,8 @@ impl LogSink {
                 Err(_) => return false,
             }
         }
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 
     /// Lines lost to a full queue or a failing destination since start.
@@ -166,7 +167,9 @@ mod tests {
         let a = new_trace_id();
         assert_eq!(a.len(), 36);
         assert!(a.starts_with("TID_"));
-        assert!(a[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a[4..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, new_trace_id());
     }
 

@@ -16,7 +16,9 @@ fn value(s: String) -> Option<HeaderValue> {
         Ok(v) => Some(v),
         Err(_) => {
             // certinfo escapes everything outside printable ASCII, so this is a bug if seen.
-            tracing::error!("a client-certificate header value is not a valid header value; header omitted");
+            tracing::error!(
+                "a client-certificate header value is not a valid header value; header omitted"
+            );
             None
         }
     }
@@ -57,8 +59,14 @@ pub fn connection_headers(
         }
     }
     if names.send_tls_version_and_cipher_suite {
-        out.push((names.tls_version.clone(), HeaderValue::from_str(tls_version).unwrap_or(HeaderValue::from_static("unknown"))));
-        out.push((names.tls_cipher_suite.clone(), HeaderValue::from_str(tls_cipher).unwrap_or(HeaderValue::from_static("unknown"))));
+        out.push((
+            names.tls_version.clone(),
+            HeaderValue::from_str(tls_version).unwrap_or(HeaderValue::from_static("unknown")),
+        ));
+        out.push((
+            names.tls_cipher_suite.clone(),
+            HeaderValue::from_str(tls_cipher).unwrap_or(HeaderValue::from_static("unknown")),
+        ));
     }
     out
 }
@@ -118,7 +126,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &str, port: &HeaderValu
     if let Ok(v) = HeaderValue::from_str(&joined) {
         headers.insert(xff, v);
     }
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("https"),
+    );
     headers.insert(HeaderName::from_static("x-forwarded-port"), port.clone());
 }
 
@@ -129,7 +140,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_listed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-kept", HeaderValue::from_static("1"));

@@ -78,8 +78,10 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
             .boxed(),
     );
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -95,7 +97,10 @@ fn version_name(v: Version) -> &'static str {
 }
 
 /// Handles one request of a connection: rewrite, forward, answer, log.
-pub async fn handle(ctx: Arc<ConnContext>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    ctx: Arc<ConnContext>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let received = Instant::now();
     let l = &ctx.listener;
     let (mut parts, body) = req.into_parts();
@@ -117,7 +122,12 @@ pub async fn handle(ctx: Arc<ConnContext>, req: Request<Incoming>) -> Result<Res
         listener: l.name.clone(),
         client_ip: ctx.client_ip.clone(),
         client_port: ctx.client.port(),
-        request: format!("{} {} {}", parts.method, path_and_query, version_name(parts.version)),
+        request: format!(
+            "{} {} {}",
+            parts.method,
+            path_and_query,
+            version_name(parts.version)
+        ),
         method: parts.method.to_string(),
         path: path_and_query.clone(),
         http_version: version_name(parts.version),
@@ -144,7 +154,14 @@ pub async fn handle(ctx: Arc<ConnContext>, req: Request<Incoming>) -> Result<Res
         .build()
     {
         Ok(u) => u,
-        Err(e) => return Ok(finish(&ctx, log, text(StatusCode::BAD_REQUEST, &format!("bad request target: {e}")), received)),
+        Err(e) => {
+            return Ok(finish(
+                &ctx,
+                log,
+                text(StatusCode::BAD_REQUEST, &format!("bad request target: {e}")),
+                received,
+            ))
+        }
     };
 
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -164,16 +181,25 @@ pub async fn handle(ctx: Arc<ConnContext>, req: Request<Incoming>) -> Result<Res
 
     let sent = Instant::now();
     log.request_processing_time = secs(sent - received);
-    let result = tokio::time::timeout(l.timeouts.backend_response, l.client.request(upstream)).await;
+    let result =
+        tokio::time::timeout(l.timeouts.backend_response, l.client.request(upstream)).await;
     let response = match result {
         Err(_) => {
-            let reason = format!("backend {} sent no response within {}s", l.backend.url, l.timeouts.backend_response.as_secs());
+            let reason = format!(
+                "backend {} sent no response within {}s",
+                l.backend.url,
+                l.timeouts.backend_response.as_secs()
+            );
             log.error_reason = Some(reason.clone());
             text(StatusCode::GATEWAY_TIMEOUT, &reason)
         }
         Ok(Err(e)) => {
             let reason = if e.is_connect() {
-                format!("cannot connect to backend {}: {}", l.backend.url, source_chain(&e))
+                format!(
+                    "cannot connect to backend {}: {}",
+                    l.backend.url,
+                    source_chain(&e)
+                )
             } else {
                 format!("backend {} failed: {}", l.backend.url, source_chain(&e))
             };
@@ -191,15 +217,21 @@ pub async fn handle(ctx: Arc<ConnContext>, req: Request<Incoming>) -> Result<Res
     Ok(finish(&ctx, log, response, received))
 }
 
-fn finish(ctx: &ConnContext, mut log: AccessRecord, response: Response<Body>, received: Instant) -> Response<Body> {
+fn finish(
+    ctx: &ConnContext,
+    mut log: AccessRecord,
+    response: Response<Body>,
+    received: Instant,
+) -> Response<Body> {
     let status = response.status().as_u16();
     log.elb_status_code = status;
     if let Some(reason) = &log.error_reason {
         tracing::warn!(conn_trace_id = %ctx.trace_id, listener = %ctx.listener.name, status, "{reason}");
     }
     let total = secs(received.elapsed());
-    log.response_processing_time =
-        secs_f64((total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0));
+    log.response_processing_time = secs_f64(
+        (total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0),
+    );
     if let Some(sink) = &ctx.listener.access_log {
         sink.write(log.to_json());
     }

@@ -91,12 +91,16 @@ impl<'a> Reader<'a> {
 /// Parses a TLS record carrying a ServerHello (or HelloRetryRequest) at the start of `data`.
 pub fn parse_server_hello(data: &[u8]) -> Parse {
     let mut r = Reader(data);
-    let Some(header) = r.take(5) else { return Parse::Incomplete };
+    let Some(header) = r.take(5) else {
+        return Parse::Incomplete;
+    };
     if header[0] != 0x16 {
         return Parse::Invalid;
     }
     let record_len = u16::from_be_bytes([header[3], header[4]]) as usize;
-    let Some(record) = r.take(record_len) else { return Parse::Incomplete };
+    let Some(record) = r.take(record_len) else {
+        return Parse::Incomplete;
+    };
     let mut h = Reader(record);
     let hello = (|| {
         if h.u8()? != 0x02 {
@@ -119,7 +123,9 @@ pub fn parse_server_hello(data: &[u8]) -> Parse {
                 let body = e.take(l as usize)?;
                 match ty {
                     0x002b if body.len() == 2 => version = u16::from_be_bytes([body[0], body[1]]),
-                    0x0033 if body.len() >= 2 => group = Some(u16::from_be_bytes([body[0], body[1]])),
+                    0x0033 if body.len() >= 2 => {
+                        group = Some(u16::from_be_bytes([body[0], body[1]]))
+                    }
                     _ => {}
                 }
             }
@@ -137,13 +143,21 @@ pub fn parse_server_hello(data: &[u8]) -> Parse {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for HelloTap<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for HelloTap<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if !self.done {
             if let Poll::Ready(Ok(n)) = &r {
@@ -162,7 +176,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HelloTap<T> {
         if self.done {
             return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         }
-        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &**b).unwrap_or(&[]);
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map(|b| &**b)
+            .unwrap_or(&[]);
         self.poll_write(cx, first)
     }
 
@@ -220,7 +238,11 @@ mod tests {
             })
         );
         for cut in 0..data.len() {
-            assert_eq!(parse_server_hello(&data[..cut]), Parse::Incomplete, "cut at {cut}");
+            assert_eq!(
+                parse_server_hello(&data[..cut]),
+                Parse::Incomplete,
+                "cut at {cut}"
+            );
         }
     }
 
@@ -233,7 +255,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_server_hello(b"\x15\x03\x03\x00\x02\x02\x28"), Parse::Invalid);
-        assert_eq!(parse_server_hello(b"\x16\x03\x03\x00\x01\x0b"), Parse::Invalid);
+        assert_eq!(
+            parse_server_hello(b"\x15\x03\x03\x00\x02\x02\x28"),
+            Parse::Invalid
+        );
+        assert_eq!(
+            parse_server_hello(b"\x16\x03\x03\x00\x01\x0b"),
+            Parse::Invalid
+        );
     }
 }

@@ -64,16 +64,22 @@ pub fn load_certified_key(
     if chain.is_empty() {
         return Err(chain_err("contains no PEM certificate".to_string()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|e| key_err(format!("no usable PEM private key (PKCS#8, SEC1 or PKCS#1): {e}")))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        key_err(format!(
+            "no usable PEM private key (PKCS#8, SEC1 or PKCS#1): {e}"
+        ))
+    })?;
     let signing = provider
         .key_provider
         .load_private_key(key)
         .map_err(|e| key_err(format!("unsupported private key: {e}")))?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|e| key_err(format!("does not match the first certificate of {}: {e}", chain_path.display())))?;
+    certified.keys_match().map_err(|e| {
+        key_err(format!(
+            "does not match the first certificate of {}: {e}",
+            chain_path.display()
+        ))
+    })?;
     Ok(Arc::new(certified))
 }
 
@@ -103,11 +109,18 @@ impl ListenerTls {
                 limits: ChainLimits::default(),
             })),
             Mode::Verify => {
-                let name = l.mutual_authentication.trust_store.clone().unwrap_or_default();
-                let store = stores.get(&name).cloned().ok_or_else(|| TlsError::MissingStore {
-                    listener: l.name.clone(),
-                    store: name.clone(),
-                })?;
+                let name = l
+                    .mutual_authentication
+                    .trust_store
+                    .clone()
+                    .unwrap_or_default();
+                let store = stores
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| TlsError::MissingStore {
+                        listener: l.name.clone(),
+                        store: name.clone(),
+                    })?;
                 trust_store_version = Some(store.version.clone());
                 Some(Arc::new(Policy::Verify {
                     store,
@@ -159,12 +172,17 @@ impl ListenerTls {
     /// The config for one new connection. In passthrough and verify mode each connection gets
     /// its own verifier (to report what it saw) and session resumption is off, as on ALB: a
     /// resumed session would skip the revocation check.
-    pub fn config_for_connection(&self, record: &Arc<HandshakeRecord>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    pub fn config_for_connection(
+        &self,
+        record: &Arc<HandshakeRecord>,
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
         if let Some(shared) = &self.shared {
             return Ok(shared.clone());
         }
         let Some(policy) = &self.policy else {
-            return Err(rustls::Error::General("listener has no client policy".into()));
+            return Err(rustls::Error::General(
+                "listener has no client policy".into(),
+            ));
         };
         let verifier = Arc::new(ConnVerifier {
             policy: policy.clone(),
@@ -199,7 +217,9 @@ pub fn cipher_name(s: CipherSuite) -> &'static str {
         CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
         CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
         CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        }
         CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
         CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
         CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",

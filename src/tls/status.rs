@@ -110,25 +110,39 @@ impl HandshakeRecord {
 /// Maps a handshake that failed outside the certificate verifier to a failure.
 pub fn from_handshake_error(err: &std::io::Error) -> Failure {
     use rustls::Error as E;
-    if let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
         let detail = match tls {
-            E::NoCertificatesPresented => "client presented no certificate, but verify mode requires one".to_string(),
-            E::PeerIncompatible(p) => format!("client and listener share no TLS version, cipher suite or group ({p:?})"),
+            E::NoCertificatesPresented => {
+                "client presented no certificate, but verify mode requires one".to_string()
+            }
+            E::PeerIncompatible(p) => {
+                format!("client and listener share no TLS version, cipher suite or group ({p:?})")
+            }
             E::AlertReceived(a) => {
                 format!("client aborted the handshake with alert {a:?} (a client that does not trust the server certificate sends this)")
             }
             E::InvalidMessage(m) => format!("client sent a malformed TLS message ({m:?})"),
             E::PeerMisbehaved(m) => format!("client violated the TLS protocol ({m:?})"),
             E::InvalidCertificate(c) => {
-                return Failure::new(VerifyCode::Invalid, format!("client certificate refused: {c:?}"))
+                return Failure::new(
+                    VerifyCode::Invalid,
+                    format!("client certificate refused: {c:?}"),
+                )
             }
             other => format!("TLS handshake failed: {other}"),
         };
         return Failure::new(VerifyCode::Unmapped, detail);
     }
     let detail = match err.kind() {
-        std::io::ErrorKind::UnexpectedEof => "client closed the connection during the TLS handshake".to_string(),
-        std::io::ErrorKind::ConnectionReset => "client reset the connection during the TLS handshake".to_string(),
+        std::io::ErrorKind::UnexpectedEof => {
+            "client closed the connection during the TLS handshake".to_string()
+        }
+        std::io::ErrorKind::ConnectionReset => {
+            "client reset the connection during the TLS handshake".to_string()
+        }
         std::io::ErrorKind::InvalidData => format!("client sent data that is not TLS: {err}"),
         _ => format!("TLS handshake failed: {err}"),
     };
@@ -179,7 +193,8 @@ pub fn from_webpki(err: &webpki::Error) -> (Failure, rustls::CertificateError) {
         ),
         W::MaximumPathDepthExceeded => (
             VerifyCode::MaxChainDepthExceeded,
-            "path from the client certificate to the trust anchor is longer than max_chain_depth".to_string(),
+            "path from the client certificate to the trust anchor is longer than max_chain_depth"
+                .to_string(),
             C::UnknownIssuer,
         ),
         W::InvalidCrlSignatureForPublicKey
@@ -201,7 +216,9 @@ pub fn from_webpki(err: &webpki::Error) -> (Failure, rustls::CertificateError) {
         | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
         | W::UnsupportedCertVersion => (
             VerifyCode::TypeUnsupported,
-            format!("client chain uses an unsupported certificate type or signature algorithm: {err:?}"),
+            format!(
+                "client chain uses an unsupported certificate type or signature algorithm: {err:?}"
+            ),
             C::BadEncoding,
         ),
         W::InvalidSignatureForPublicKey

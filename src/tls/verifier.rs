@@ -113,10 +113,18 @@ fn check_sizes(
 ) -> Result<(), Failure> {
     for (i, c) in std::iter::once(end_entity).chain(intermediates).enumerate() {
         if c.len() > limits.max_client_certificate_size {
-            let what = if i == 0 { "client certificate".to_string() } else { format!("intermediate #{i} sent by the client") };
+            let what = if i == 0 {
+                "client certificate".to_string()
+            } else {
+                format!("intermediate #{i} sent by the client")
+            };
             return Err(Failure::new(
                 VerifyCode::MaxSizeExceeded,
-                format!("{what} is {} bytes, more than {}", c.len(), limits.max_client_certificate_size),
+                format!(
+                    "{what} is {} bytes, more than {}",
+                    c.len(),
+                    limits.max_client_certificate_size
+                ),
             ));
         }
     }
@@ -144,20 +152,30 @@ impl ConnVerifier {
             Ok((_, c)) => c,
             Err(e) => {
                 return Err((
-                    Failure::new(VerifyCode::Invalid, format!("client certificate is not valid DER X.509: {e}")),
+                    Failure::new(
+                        VerifyCode::Invalid,
+                        format!("client certificate is not valid DER X.509: {e}"),
+                    ),
                     CertificateError::BadEncoding,
                 ))
             }
         };
         let (store, ignore_expiry) = match &*self.policy {
             Policy::Passthrough { limits } => {
-                check_sizes(end_entity, intermediates, *limits).map_err(|f| (f, CertificateError::BadEncoding))?;
+                check_sizes(end_entity, intermediates, *limits)
+                    .map_err(|f| (f, CertificateError::BadEncoding))?;
                 return Ok(());
             }
-            Policy::Verify { store, ignore_expiry, .. } => (store, *ignore_expiry),
+            Policy::Verify {
+                store,
+                ignore_expiry,
+                ..
+            } => (store, *ignore_expiry),
         };
-        check_sizes(end_entity, intermediates, store.limits).map_err(|f| (f, CertificateError::BadEncoding))?;
-        check_key_type(&leaf, "client certificate").map_err(|f| (f, CertificateError::BadEncoding))?;
+        check_sizes(end_entity, intermediates, store.limits)
+            .map_err(|f| (f, CertificateError::BadEncoding))?;
+        check_key_type(&leaf, "client certificate")
+            .map_err(|f| (f, CertificateError::BadEncoding))?;
         for (i, der) in intermediates.iter().enumerate() {
             if let Ok((_, c)) = X509Certificate::from_der(der) {
                 check_key_type(&c, &format!("intermediate #{} sent by the client", i + 1))

@@ -8,7 +8,10 @@ use super::TrustStore;
 fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -19,7 +22,12 @@ pub fn describe(store: &TrustStore) -> String {
     let _ = writeln!(s, "  version: {}", store.version);
     let _ = writeln!(s, "  CA certificates: {}", store.cas.len());
     for ca in &store.cas {
-        let _ = writeln!(s, "    - {} (not after {})", ca.subject, date(ca.not_after_unix));
+        let _ = writeln!(
+            s,
+            "    - {} (not after {})",
+            ca.subject,
+            date(ca.not_after_unix)
+        );
     }
     let _ = writeln!(
         s,
@@ -28,7 +36,10 @@ pub fn describe(store: &TrustStore) -> String {
         store.revoked_entries()
     );
     for crl in &store.crl_infos {
-        let next = crl.next_update_unix.map(date).unwrap_or_else(|| "none".to_string());
+        let next = crl
+            .next_update_unix
+            .map(date)
+            .unwrap_or_else(|| "none".to_string());
         let _ = writeln!(s, "    - issuer: {}", crl.issuer);
         let _ = writeln!(s, "      source: {}", crl.source);
         let _ = writeln!(s, "      revoked entries: {}", crl.revoked_entries);

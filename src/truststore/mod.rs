@@ -96,7 +96,9 @@ fn read_source(store: &str, src: &Source, max: u64) -> Result<Vec<u8>, TrustStor
 }
 
 fn looks_like_pem(data: &[u8]) -> bool {
-    data.windows(11).take(64 * 1024).any(|w| w == b"-----BEGIN ")
+    data.windows(11)
+        .take(64 * 1024)
+        .any(|w| w == b"-----BEGIN ")
 }
 
 /// Loads every source of a trust store and checks it; returns the first problem found.
@@ -104,7 +106,10 @@ pub fn load(cfg: &TrustStoreConfig) -> Result<TrustStore, TrustStoreError> {
     let bundle = read_source(&cfg.name, &cfg.ca_certificates_bundle, MAX_BUNDLE_FILE_SIZE)?;
     let mut crl_data = Vec::with_capacity(cfg.revocation_lists.len());
     for src in &cfg.revocation_lists {
-        crl_data.push((src.to_string(), read_source(&cfg.name, src, MAX_CRL_FILE_SIZE)?));
+        crl_data.push((
+            src.to_string(),
+            read_source(&cfg.name, src, MAX_CRL_FILE_SIZE)?,
+        ));
     }
     build(
         &cfg.name,
@@ -134,9 +139,18 @@ pub fn build(
     let mut cas = Vec::new();
     for (i, item) in CertificateDer::pem_slice_iter(bundle).enumerate() {
         let n = i + 1;
-        let der = item.map_err(|e| invalid(bundle_name, format!("certificate #{n} is not valid PEM: {e}")))?;
-        let (_, cert) = X509Certificate::from_der(&der)
-            .map_err(|e| invalid(bundle_name, format!("certificate #{n} is not a valid X.509 certificate: {e}")))?;
+        let der = item.map_err(|e| {
+            invalid(
+                bundle_name,
+                format!("certificate #{n} is not valid PEM: {e}"),
+            )
+        })?;
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
+            invalid(
+                bundle_name,
+                format!("certificate #{n} is not a valid X.509 certificate: {e}"),
+            )
+        })?;
         let subject = certinfo::rfc2253(cert.subject());
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
         if !is_ca {
@@ -146,7 +160,12 @@ pub fn build(
             ));
         }
         let anchor = webpki::anchor_from_trusted_cert(&der)
-            .map_err(|e| invalid(bundle_name, format!("certificate #{n} ({subject}) cannot be a trust anchor: {e:?}")))?
+            .map_err(|e| {
+                invalid(
+                    bundle_name,
+                    format!("certificate #{n} ({subject}) cannot be a trust anchor: {e:?}"),
+                )
+            })?
             .to_owned();
         ca_names.push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
         cas.push(CaInfo {
@@ -156,7 +175,10 @@ pub fn build(
         anchors.push(anchor);
     }
     if anchors.is_empty() {
-        return Err(invalid(bundle_name, "contains no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string()));
+        return Err(invalid(
+            bundle_name,
+            "contains no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string(),
+        ));
     }
 
     let mut out_crls = Vec::new();
@@ -165,11 +187,15 @@ pub fn build(
         let ders: Vec<Vec<u8>> = if looks_like_pem(data) {
             let mut v = Vec::new();
             for (i, item) in CertificateRevocationListDer::pem_slice_iter(data).enumerate() {
-                let der = item.map_err(|e| invalid(src, format!("CRL #{} is not valid PEM: {e}", i + 1)))?;
+                let der = item
+                    .map_err(|e| invalid(src, format!("CRL #{} is not valid PEM: {e}", i + 1)))?;
                 v.push(der.as_ref().to_vec());
             }
             if v.is_empty() {
-                return Err(invalid(src, "contains no PEM CRL (-----BEGIN X509 CRL-----)".to_string()));
+                return Err(invalid(
+                    src,
+                    "contains no PEM CRL (-----BEGIN X509 CRL-----)".to_string(),
+                ));
             }
             v
         } else {
@@ -187,8 +213,12 @@ pub fn build(
                 next_update_unix: parsed.next_update().map(|t| t.timestamp()),
             };
             drop(parsed);
-            let owned = OwnedCertRevocationList::from_der(&der)
-                .map_err(|e| invalid(src, format!("CRL from {} cannot be used: {e:?}", info.issuer)))?;
+            let owned = OwnedCertRevocationList::from_der(&der).map_err(|e| {
+                invalid(
+                    src,
+                    format!("CRL from {} cannot be used: {e:?}", info.issuer),
+                )
+            })?;
             out_crls.push(CertRevocationList::Owned(owned));
             crl_infos.push(info);
         }
