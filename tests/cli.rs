@@ -237,11 +237,14 @@ fn curl(dir: &Path, args: &[&str]) -> Output {
 
 /// curl's exit code for a client the server refused: with TLS 1.3 the refusal reaches curl
 /// after its side of the handshake, on the first read (56); earlier it is a handshake error (35).
+/// 55 (send failure, "getpeername() failed with errno 107") is what curl reports when the
+/// proxy's TCP reset overtakes its TLS alert; `refused_curl_clients_receive_the_tls_alert`
+/// pins that down separately, so the flow tests accept it.
 fn assert_curl_refused(out: &Output, who: &str) {
     let code = out.status.code();
     assert!(
-        matches!(code, Some(35) | Some(56)),
-        "{who}: curl should fail with 35 or 56, got {code:?}; stdout {:?}, stderr {:?}",
+        matches!(code, Some(35) | Some(55) | Some(56)),
+        "{who}: curl should fail with 35, 55 or 56, got {code:?}; stdout {:?}, stderr {:?}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -356,6 +359,8 @@ fn check_accepts_a_valid_config_and_prints_a_summary() {
 
 /// Writes the standard PKI files and a valid verify config, applies `edit` to the config text,
 /// runs `check` and returns (config path, stderr) after asserting that it failed.
+/// Problems found while validating the config name the config file; problems found while
+/// loading a file it points to name that file instead.
 fn check_fails(dir: &Path, edit: impl FnOnce(String) -> String) -> (PathBuf, String) {
     let pki = Pki::new();
     let cfg = write_config(dir, &pki, unused_backend(), VERIFY, "");
@@ -370,10 +375,6 @@ fn check_fails(dir: &Path, edit: impl FnOnce(String) -> String) -> (PathBuf, Str
         "check should fail; stdout:\n{out}\nstderr:\n{err}"
     );
     assert!(!out.contains("OK"), "{out}");
-    assert!(
-        err.contains(&cfg.display().to_string()),
-        "stderr does not name the file:\n{err}"
-    );
     (cfg, err)
 }
 
@@ -386,25 +387,29 @@ fn assert_all(err: &str, wanted: &[&str]) {
 #[test]
 fn check_refuses_a_bad_bind_address() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, err) = check_fails(dir.path(), |t| {
+    let (cfg, err) = check_fails(dir.path(), |t| {
         t.replace("bind = \"127.0.0.1:0\"", "bind = \"localhost:https\"")
     });
     assert_all(
         &err,
-        &["listener[0] (web).bind: \"localhost:https\" is not an IP:port address"],
+        &[
+            &cfg.display().to_string(),
+            "listener[0] (web).bind: \"localhost:https\" is not an IP:port address",
+        ],
     );
 }
 
 #[test]
 fn check_refuses_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, err) = check_fails(dir.path(), |t| {
+    let (cfg, err) = check_fails(dir.path(), |t| {
         t.replace("\"server.key\"", "\"missing.key\"")
     });
     let missing = dir.path().join("missing.key");
     assert_all(
         &err,
         &[
+            &cfg.display().to_string(),
             "listener[0] (web).private_key: ",
             &missing.display().to_string(),
             "No such file",
@@ -415,25 +420,32 @@ fn check_refuses_a_missing_file() {
 #[test]
 fn check_refuses_a_verify_listener_without_trust_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, err) = check_fails(dir.path(), |t| {
+    let (cfg, err) = check_fails(dir.path(), |t| {
         t.replacen("trust_store = \"corp\"\n", "", 1)
     });
     assert_all(
         &err,
-        &["listener[0] (web).mutual_authentication.trust_store: is required when mode = \"verify\""],
+        &[&cfg.display().to_string(), "listener[0] (web).mutual_authentication.trust_store: is required when mode = \"verify\""],
     );
 }
 
 #[test]
 fn check_refuses_an_unknown_key() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, err) = check_fails(dir.path(), |t| {
+    let (cfg, err) = check_fails(dir.path(), |t| {
         t.replace(
             "mode = \"verify\"",
             "mode = \"verify\"\ntrust_stor = \"corp\"",
         )
     });
-    assert_all(&err, &["unknown field `trust_stor`", "line "]);
+    assert_all(
+        &err,
+        &[
+            &cfg.display().to_string(),
+            "unknown field `trust_stor`",
+            "line ",
+        ],
+    );
 }
 
 #[test]
@@ -456,7 +468,7 @@ fn check_refuses_an_unusable_private_key() {
 #[test]
 fn check_lists_every_problem_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, err) = check_fails(dir.path(), |t| {
+    let (cfg, err) = check_fails(dir.path(), |t| {
         t.replace("bind = \"127.0.0.1:0\"", "bind = \"nope\"")
             .replace("\"server.pem\"", "\"missing-chain.pem\"")
             .replacen("trust_store = \"corp\"\n", "", 1)
@@ -465,6 +477,7 @@ fn check_lists_every_problem_at_once() {
     assert_all(
         &err,
         &[
+            &cfg.display().to_string(),
             "4 problem(s)",
             "listener[0] (web).bind: \"nope\" is not an IP:port address",
             "listener[0] (web).certificate_chain: ",

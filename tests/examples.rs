@@ -1,0 +1,25 @@
+//! The shipped example configuration stays valid: it parses, its trust store loads, and its
+//! listeners' TLS settings build.
+
+#[test]
+fn example_config_checks() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/certgate.toml");
+    let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.listeners.len(), 2);
+    let stores = certgate::truststore::load_all(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stores["demo"].revoked_entries(), 1);
+    for l in &cfg.listeners {
+        certgate::tls::ListenerTls::build(l, &stores).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn committed_demo_pki_matches_what_the_binary_embeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("truststores/demo");
+    for (name, contents) in certgate::demo::EMBEDDED {
+        let on_disk = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert_eq!(on_disk, contents, "{name}");
+        assert!(contents.contains("-----BEGIN"), "{name} is empty");
+    }
+    assert_eq!(certgate::demo::EMBEDDED.len(), certgate::pki::FILES.len());
+}
