@@ -79,15 +79,20 @@ pub fn serial_hex(raw_der_integer_content: &[u8]) -> String {
 /// Non-ASCII bytes are escaped as `\XX` so the result is always a legal HTTP header value,
 /// and any value we cannot faithfully decode is dumped as `#` + DER hex rather than guessed
 /// at, so that backends never see a subject that differs from what the CA signed.
+///
+/// OpenSSL reverses the flat list of attributes, so the attributes inside a multi-valued RDN
+/// come out in reverse DER order too (`UID=42+CN=alice` for the set {CN=alice, UID=42}); RFC 2253
+/// leaves the order inside a set open, and matching OpenSSL keeps certgate byte-exact with ALB.
 pub fn rfc2253(name: &X509Name<'_>) -> String {
-    // x509-parser's iterator is not double-ended, so collect the (few) RDN references first.
+    // x509-parser's iterators are not double-ended, so collect the (few) references first.
     let rdns: Vec<_> = name.iter_rdn().collect();
     let mut out = String::with_capacity(name.as_raw().len());
     for (i, rdn) in rdns.into_iter().rev().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        for (j, attr) in rdn.iter().enumerate() {
+        let attrs: Vec<_> = rdn.iter().collect();
+        for (j, attr) in attrs.into_iter().rev().enumerate() {
             if j > 0 {
                 out.push('+');
             }
@@ -783,12 +788,12 @@ mod tests {
     }
 
     #[test]
-    fn multi_valued_rdn_keeps_der_order_inside() {
+    fn multi_valued_rdn_is_reversed_inside_as_openssl_does() {
         let der = name_der(&[
             rdn(&[atv(0x03, &tlv(0x0C, b"a")), atv(0x0B, &tlv(0x0C, b"b"))]),
             rdn(&[atv(0x0A, &tlv(0x0C, b"c"))]),
         ]);
-        assert_eq!(rfc2253_of_der(&der), "O=c,CN=a+OU=b");
+        assert_eq!(rfc2253_of_der(&der), "O=c,OU=b+CN=a");
     }
 
     #[test]
