@@ -976,3 +976,102 @@ fn validity_header_example_from_alb_docs() {
         "NotBefore=2023-09-21T01:50:17Z;NotAfter=2024-09-20T01:50:17Z"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_listeners_serve_side_by_side_in_their_own_modes() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let extra = "[[listener]]\nname = \"open\"\nbind = \"127.0.0.1:0\"\ncertificate_chain = \"server.pem\"\n\
+                 private_key = \"server.key\"\nbackend = \"http://BACKEND\"\n";
+    let proxy = Proxy::start(
+        &pki,
+        backend.addr,
+        VERIFY,
+        &extra.replace("BACKEND", &backend.addr.to_string()),
+    )
+    .await;
+    let open = proxy.server.local_addr("open").unwrap();
+    assert_ne!(open, proxy.addr);
+    // The verify listener refuses a client without a certificate; the off listener serves it.
+    assert!(get(proxy.addr, client_config(&pki, None, &[]), "/")
+        .await
+        .is_err());
+    assert_eq!(
+        get(open, client_config(&pki, None, &[]), "/")
+            .await
+            .unwrap(),
+        200
+    );
+    let recs = proxy.conn_records(2);
+    let by = |name: &str| {
+        recs.iter()
+            .find(|r| r["listener"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by("web")["mode"], "verify");
+    assert_eq!(by("open")["mode"], "off");
+    assert_eq!(by("open")["listener_port"], open.port());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_for_logs_never_stops_the_proxy() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("path = \"conn.log\"", "path = \"/dev/full\"")
+        .replace("path = \"access.log\"", "path = \"/dev/full\"");
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr("web").unwrap();
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    for _ in 0..20 {
+        assert_eq!(get(addr, cfg.clone(), "/").await.unwrap(), 200);
+    }
+    assert!(server.conn_log.flush(std::time::Duration::from_secs(5)));
+    assert_eq!(server.conn_log.dropped(), 20, "every line counted as lost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_swaps_the_server_certificate_and_keeps_it_when_the_new_one_is_broken() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, OFF, "").await;
+    let cfg = client_config(&pki, None, &[]);
+    let served = |tls: &Tls| {
+        tls.get_ref().1.peer_certificates().unwrap()[0]
+            .as_ref()
+            .to_vec()
+    };
+    let first = served(&connect(proxy.addr, cfg.clone()).await.unwrap());
+    assert_eq!(first, pki.server.der);
+
+    let renewed = pki.server_ca.server_leaf(&["localhost", "127.0.0.1"]);
+    write_pem(proxy.dir.path(), "server.pem", &renewed.cert_pem);
+    write_pem(proxy.dir.path(), "server.key", &renewed.key_pem);
+    assert!(proxy.server.reload().is_empty());
+    assert_eq!(
+        served(&connect(proxy.addr, cfg.clone()).await.unwrap()),
+        renewed.der
+    );
+
+    // A key that does not match the certificate is refused; the renewed pair stays in service.
+    let other = pki.server_ca.server_leaf(&["localhost"]);
+    write_pem(proxy.dir.path(), "server.key", &other.key_pem);
+    let problems = proxy.server.reload();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("private_key") && problems[0].contains("server.key"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        served(&connect(proxy.addr, cfg).await.unwrap()),
+        renewed.der
+    );
+}
