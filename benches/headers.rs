@@ -22,8 +22,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     RevokedCertParams, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::CertificateDer;
@@ -86,6 +86,8 @@ fn pki() -> Pki {
     leaf.subject_alt_names.push(SanType::Rfc822Name(
         "device-0042@example.com".try_into().expect("email SAN"),
     ));
+    // CertificateParams::new pre-fills a CN; start from an empty name to control RDN order.
+    leaf.distinguished_name = DistinguishedName::new();
     let dn = &mut leaf.distinguished_name;
     dn.push(DnType::CountryName, "US");
     dn.push(DnType::StateOrProvinceName, "Washington");

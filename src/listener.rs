@@ -10,6 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -123,7 +124,7 @@ async fn connection(
         return;
     }
     let (stream, hello) = HelloTap::new(stream);
-    let accept = TlsAcceptor::from(config).accept(stream);
+    let accept = TlsAcceptor::from(config).accept(stream).into_fallible();
     let result = tokio::time::timeout(shared.timeouts.handshake, accept).await;
     out.record.timestamp = time::OffsetDateTime::now_utc();
     let seen = record.take();
@@ -146,12 +147,13 @@ async fn connection(
             emit(out);
             return;
         }
-        Ok(Err(e)) => {
+        Ok(Err((e, io))) => {
             let f = seen
                 .failure
                 .unwrap_or_else(|| status::from_handshake_error(&e));
             fail(&mut out.record, f);
             emit(out);
+            close_gently(io).await;
             return;
         }
         Ok(Ok(s)) => s,
@@ -216,6 +218,29 @@ async fn connection(
         tracing::debug!(listener = %shared.name, error = %e, "connection ended with an error");
     }
 }
+
+/// Closes a connection whose handshake failed so that the client still reads the TLS alert.
+/// The alert is already written; closing a socket with unread client bytes (curl sends its
+/// request right after its side of a TLS 1.3 handshake) would make the kernel answer with a
+/// reset that destroys the alert in flight. So: shut the write side, drain input for a bounded
+/// time and amount, then close.
+async fn close_gently<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
+    let _ = io.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0usize;
+        while total < 256 * 1024 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Longest a refused client is given to read its alert and close.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fail(r: &mut ConnectionRecord, f: Failure) {
     r.tls_verify_status = f.code.status();
