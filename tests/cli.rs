@@ -440,8 +440,7 @@ fn check_refuses_an_unknown_key() {
         &err,
         &[
             &cfg.display().to_string(),
-            "unknown field `trust_stor`",
-            "line ",
+            "listener[0].mutual_authentication.trust_stor: unknown key",
         ],
     );
 }

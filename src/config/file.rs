@@ -1,12 +1,12 @@
 //! The TOML file as written by users: serde types only. Nothing here is trusted or defaulted;
-//! `runtime.rs` turns it into the validated model the proxy runs on.
+//! `runtime.rs` turns it into the validated model the proxy runs on. Unknown keys are not
+//! refused by serde (that would stop at the first one); `config::from_str` collects them all.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
     pub listener: Vec<ListenerFile>,
@@ -18,7 +18,6 @@ pub struct FileConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListenerFile {
     pub name: Option<String>,
     pub bind: Option<String>,
@@ -51,7 +50,6 @@ pub enum OnOff {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MutualAuthFile {
     pub mode: Option<ModeFile>,
     pub trust_store: Option<String>,
@@ -60,7 +58,6 @@ pub struct MutualAuthFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HeadersFile {
     pub x_amzn_mtls_clientcert: Option<String>,
     pub x_amzn_mtls_clientcert_serial_number: Option<String>,
@@ -74,7 +71,6 @@ pub struct HeadersFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrustStoreFile {
     pub ca_certificates_bundle: Option<String>,
     #[serde(default)]
@@ -87,7 +83,6 @@ pub struct TrustStoreFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct S3File {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
@@ -102,14 +97,12 @@ pub enum LogFormatFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConnectionLogFile {
     pub path: Option<String>,
     pub format: Option<LogFormatFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AccessLogFile {
     pub path: Option<String>,
 }

@@ -41,12 +41,43 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `file` is only used in messages.
 pub fn from_str(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
-    let parsed: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    let mut unknown = Vec::new();
+    let deserializer = toml::Deserializer::new(text);
+    let parsed: file::FileConfig = serde_ignored::deserialize(deserializer, |path| {
+        unknown.push(format!("{}: unknown key", key_path(&path)));
+    })
+    .map_err(|e| ConfigError::Parse {
         file: file.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    runtime::validate(parsed, base_dir).map_err(|problems| ConfigError::Invalid {
+    let problems = match runtime::validate(parsed, base_dir) {
+        Ok(cfg) if unknown.is_empty() => return Ok(cfg),
+        Ok(_) => unknown,
+        Err(mut problems) => {
+            unknown.append(&mut problems);
+            unknown
+        }
+    };
+    Err(ConfigError::Invalid {
         file: file.to_path_buf(),
         problems,
     })
+}
+
+/// `listener[0].mutual_authentication.mode` style, as validation messages use.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        P::Map { parent, key } => {
+            let p = key_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => key_path(parent),
+    }
 }
