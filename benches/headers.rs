@@ -19,7 +19,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -266,13 +266,6 @@ fn bench_headers(c: &mut Criterion) {
             per_request(&mut h);
             h
         })
-    });
-    group.bench_function("per_request_without_clone", |b| {
-        b.iter_batched_ref(
-            || request.clone(),
-            |h| per_request(h),
-            BatchSize::SmallInput,
-        )
     });
     group.bench_function("request_map_clone", |b| {
         b.iter(|| black_box(&request).clone())

@@ -2,7 +2,7 @@
 //! (last good store wins), and drains connections on shutdown.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,8 +15,9 @@ use crate::config::{Config, LogDestination, LogFormat};
 use crate::listener::{accept_loop, ListenerRuntime};
 use crate::logs::LogSink;
 use crate::proxy::ListenerShared;
+use crate::reload::Reloader;
 use crate::tls::{ListenerTls, TlsError};
-use crate::truststore::{self, Stores, TrustStoreError};
+use crate::truststore::{self, TrustStoreError};
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -42,9 +43,8 @@ pub enum StartError {
 }
 
 pub struct Server {
-    config: Config,
     listeners: Vec<Arc<ListenerRuntime>>,
-    stores: Mutex<Stores>,
+    reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     graceful: Option<Arc<GracefulShutdown>>,
     tasks: Vec<JoinHandle<()>>,
@@ -119,10 +119,17 @@ impl Server {
             )));
             listeners.push(rt);
         }
+        let reloader = Arc::new(Reloader::new(config, listeners.clone(), stores));
+        for name in reloader.config().trust_stores.keys() {
+            tasks.push(tokio::spawn(crate::reload::refresh_loop(
+                reloader.clone(),
+                name.clone(),
+                stop_rx.clone(),
+            )));
+        }
         Ok(Server {
-            config,
             listeners,
-            stores: Mutex::new(stores),
+            reloader,
             stop,
             graceful: Some(graceful),
             tasks,
@@ -150,54 +157,12 @@ impl Server {
     /// fails keeps its last good version. Returns the problems (empty when all went well).
     /// Blocking (file reads and parsing): call it off the async runtime's worker threads.
     pub fn reload(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let Ok(mut stores) = self.stores.lock() else {
-            return vec!["internal error: trust store lock poisoned".to_string()];
-        };
-        for (name, cfg) in &self.config.trust_stores {
-            match truststore::load(cfg) {
-                Ok(new) => {
-                    let old = stores.get(name).map(|s| s.version.clone());
-                    if old.as_deref() != Some(new.version.as_str()) {
-                        tracing::info!(
-                            trust_store = %name,
-                            version = %new.version,
-                            previous = old.as_deref().unwrap_or("none"),
-                            cas = new.cas.len(),
-                            revoked_entries = new.revoked_entries(),
-                            "trust store reloaded"
-                        );
-                    }
-                    stores.insert(name.clone(), Arc::new(new));
-                }
-                Err(e) => {
-                    let kept = stores
-                        .get(name)
-                        .map(|s| s.version.clone())
-                        .unwrap_or_default();
-                    tracing::error!(trust_store = %name, kept_version = %kept, "reload failed, keeping the last good store: {e}");
-                    problems.push(e.to_string());
-                }
-            }
-        }
-        for (rt, l) in self.listeners.iter().zip(&self.config.listeners) {
-            match ListenerTls::build(l, &stores) {
-                Ok(tls) => rt.tls.store(Arc::new(tls)),
-                Err(e) => {
-                    tracing::error!(listener = %l.name, "reload failed, keeping the current TLS settings: {e}");
-                    problems.push(e.to_string());
-                }
-            }
-        }
-        problems
+        self.reloader.reload_all()
     }
 
     /// Version of a trust store as currently served.
     pub fn trust_store_version(&self, name: &str) -> Option<String> {
-        self.stores
-            .lock()
-            .ok()
-            .and_then(|s| s.get(name).map(|t| t.version.clone()))
+        self.reloader.trust_store_version(name)
     }
 
     /// Stops accepting, lets open connections finish their in-flight requests for at most

@@ -1075,3 +1075,53 @@ async fn reload_swaps_the_server_certificate_and_keeps_it_when_the_new_one_is_br
         renewed.der
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timed_refresh_picks_up_a_changed_crl_without_a_signal() {
+    let mut pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[trust_store.corp]",
+        "[trust_store.corp]\nrefresh_interval_secs = 1",
+    );
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr("web").unwrap();
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    assert_eq!(get(addr, cfg.clone(), "/").await.unwrap(), 200);
+    let v1 = server.trust_store_version("corp").unwrap();
+
+    pki.inter_crl = pki.inter.crl(&[&pki.revoked.serial, &pki.good.serial]);
+    write_pem(dir.path(), "inter.crl.pem", &pki.inter_crl.pem);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(addr, cfg.clone(), "/").await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CRL change not picked up within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_ne!(server.trust_store_version("corp").unwrap(), v1);
+
+    // Garbage is not picked up: the last good store stays and other clients keep working.
+    let v2 = server.trust_store_version("corp").unwrap();
+    write_pem(dir.path(), "inter.crl.pem", "not a CRL at all");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(server.trust_store_version("corp").unwrap(), v2);
+    let other = pki.inter.leaf(&LeafSpec::client("other"));
+    assert_eq!(
+        get(
+            addr,
+            client_config(&pki, Some((&other, &[&pki.inter])), &[]),
+            "/"
+        )
+        .await
+        .unwrap(),
+        200
+    );
+    assert!(get(addr, cfg, "/").await.is_err());
+}
