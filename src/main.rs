@@ -110,7 +110,9 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
             let cfg = config::load(&config)?;
-            runtime()?.block_on(server::run(cfg))?;
+            runtime()?
+                .block_on(server::run(cfg))
+                .with_context(|| format!("config file {}", config.display()))?;
             Ok(())
         }
         Command::Check { config } => check(&config),
@@ -138,9 +140,10 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 fn check(path: &std::path::Path) -> Result<()> {
     let cfg = config::load(path)?;
-    let stores = truststore::load_all(&cfg)?;
+    let at = || format!("config file {}", path.display());
+    let stores = truststore::load_all(&cfg).with_context(at)?;
     for l in &cfg.listeners {
-        tls::ListenerTls::build(l, &stores)?;
+        tls::ListenerTls::build(l, &stores).with_context(at)?;
     }
     println!("{}: OK", path.display());
     for l in &cfg.listeners {
