@@ -78,6 +78,8 @@ fn key_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{p}.{key}")
             }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => key_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
     }
 }

@@ -717,11 +717,24 @@ mod tests {
         let p = problems(
             "[[listener]]\nname = \"a\"\nbindd = \"1\"\n[listener.mutual_authentication]\nmod = \"verify\"\n[trust_store.x]\nca_bundle = \"b\"\n",
         );
-        assert!(p.contains(&"listener[0].bindd: unknown key".to_string()), "{p:?}");
-        assert!(p.contains(&"listener[0].mutual_authentication.mod: unknown key".to_string()), "{p:?}");
-        assert!(p.contains(&"trust_store.x.ca_bundle: unknown key".to_string()), "{p:?}");
+        assert!(
+            p.contains(&"listener[0].bindd: unknown key".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"listener[0].mutual_authentication.mod: unknown key".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"trust_store.x.ca_bundle: unknown key".to_string()),
+            "{p:?}"
+        );
         // ...and the other problems are still reported in the same run.
-        assert!(p.iter().any(|s| s.contains("listener[0] (a).bind: is required")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|s| s.contains("listener[0] (a).bind: is required")),
+            "{p:?}"
+        );
     }
 
     #[test]
