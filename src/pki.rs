@@ -149,8 +149,7 @@ pub fn generate() -> Result<Vec<(&'static str, String)>, PkiError> {
     }
     .signed_by(&inter)?;
 
-    // Client files carry leaf + intermediate, so the server has to build the path as ALB does
-    // (the bundle holds only the root).
+    // Client files carry leaf + intermediate, as most clients send them.
     let chain = |m: &Made| format!("{}{}", m.cert_pem, inter_pem);
     Ok(vec![
         ("root-ca.pem", root_pem.clone()),
@@ -159,7 +158,11 @@ pub fn generate() -> Result<Vec<(&'static str, String)>, PkiError> {
         ("intermediate-ca.key", inter_key_pem),
         (
             "ca-bundle.pem",
-            format!("# certgate demo trust store: the root CA only\n{root_pem}"),
+            format!(
+                "# certgate demo trust store. Every certificate here is a trust anchor, so clients\n\
+                 # that send only their leaf (openssl s_client without -cert_chain) verify too.\n\
+                 # root CA\n{root_pem}# intermediate CA\n{inter_pem}"
+            ),
         ),
         ("intermediate.crl.pem", crl.pem()?),
         ("server.pem", server.cert_pem.clone()),
