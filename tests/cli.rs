@@ -668,8 +668,9 @@ fn pki_demo_writes_a_pki_that_describe_reads() {
     assert_all(
         &out,
         &[
-            "CA certificates: 1",
+            "CA certificates: 2",
             "- CN=certgate demo root CA,OU=demo CA,O=certgate demo,C=US (not after 2045-01-01T00:00:00Z)",
+            "- CN=certgate demo intermediate CA,OU=demo CA,O=certgate demo,C=US (not after 2045-01-01T00:00:00Z)",
             "- issuer: CN=certgate demo intermediate CA,OU=demo CA,O=certgate demo,C=US\n",
             "revoked entries: 1\n",
             "next update: 2045-01-01T00:00:00Z\n",
