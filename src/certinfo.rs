@@ -30,7 +30,7 @@ pub struct LeafFacts {
     pub serial_hex: String,
     /// `NotBefore=…;NotAfter=…`, as ALB sends in `X-Amzn-Mtls-Clientcert-Validity`.
     pub validity: String,
-    /// Kept numerically so expiry checks need not re-parse the certificate.
+    /// Numeric validity, for callers that reason about time without parsing again.
     pub not_before_unix: i64,
     pub not_after_unix: i64,
     /// X.509 version as written on the wire (1, 2 or 3), not the 0-based DER value.
@@ -44,10 +44,15 @@ pub struct LeafFacts {
 pub fn leaf_facts(der: &[u8]) -> Result<LeafFacts, CertInfoError> {
     let (_rest, cert) =
         parse_x509_certificate(der).map_err(|e| CertInfoError::Parse(e.to_string()))?;
+    Ok(facts_of(&cert))
+}
+
+/// The same facts from a certificate the caller already parsed.
+pub fn facts_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> LeafFacts {
     let tbs = &cert.tbs_certificate;
     let not_before_unix = tbs.validity.not_before.timestamp();
     let not_after_unix = tbs.validity.not_after.timestamp();
-    Ok(LeafFacts {
+    LeafFacts {
         subject: rfc2253(&tbs.subject),
         issuer: rfc2253(&tbs.issuer),
         serial_hex: serial_hex(tbs.raw_serial()),
@@ -56,7 +61,7 @@ pub fn leaf_facts(der: &[u8]) -> Result<LeafFacts, CertInfoError> {
         not_after_unix,
         // Saturating because the version INTEGER is attacker-chosen and may be u32::MAX.
         version: tbs.version.0.saturating_add(1),
-    })
+    }
 }
 
 /// ALB prints the serial's magnitude bytes, so the 0x00 that DER prepends to keep a

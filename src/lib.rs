@@ -8,7 +8,6 @@ pub mod listener;
 pub mod logs;
 pub mod pki;
 pub mod proxy;
-pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod truststore;

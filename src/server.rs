@@ -15,8 +15,8 @@ use crate::config::{Config, LogDestination, LogFormat};
 use crate::listener::{accept_loop, ListenerRuntime};
 use crate::logs::LogSink;
 use crate::proxy::ListenerShared;
-use crate::reload::Reloader;
 use crate::tls::{ListenerTls, TlsError};
+use crate::truststore::reload::Reloader;
 use crate::truststore::{self, TrustStoreError};
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
@@ -121,7 +121,7 @@ impl Server {
         }
         let reloader = Arc::new(Reloader::new(config, listeners.clone(), stores));
         for name in reloader.config().trust_stores.keys() {
-            tasks.push(tokio::spawn(crate::reload::refresh_loop(
+            tasks.push(tokio::spawn(crate::truststore::reload::refresh_loop(
                 reloader.clone(),
                 name.clone(),
                 stop_rx.clone(),
@@ -136,14 +136,6 @@ impl Server {
             conn_log,
             access_log,
         })
-    }
-
-    /// Bound addresses by listener name (useful with port 0).
-    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners
-            .iter()
-            .map(|l| (l.shared.name.clone(), l.local))
-            .collect()
     }
 
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {

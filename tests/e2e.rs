@@ -530,11 +530,15 @@ fn forged_h1(extra: &str) -> String {
          X-Amzn-Mtls-Clientcert-Leaf: forged\r\n\
          X-Amzn-Tls-Version: TLSv1.0\r\n\
          X-Amzn-Tls-Cipher-Suite: NULL\r\n\
+         X_Amzn_Mtls_Clientcert: underscored\r\n\
+         x_amzn_mtls_clientcert_subject: CN=underscored\r\n\
          {extra}Connection: close\r\n\r\n"
     )
 }
 
-const FORGED_VALUES: [&str; 10] = [
+const FORGED_VALUES: [&str; 12] = [
+    "underscored",
+    "CN=underscored",
     "forged-1",
     "forged-2",
     "CN=admin",
@@ -1124,4 +1128,106 @@ async fn timed_refresh_picks_up_a_changed_crl_without_a_signal() {
         200
     );
     assert!(get(addr, cfg, "/").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crl_with_a_bad_signature_never_replaces_the_store() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let v1 = proxy.server.trust_store_version("corp").unwrap();
+    // Same issuer name as the trusted root, different key: it would revoke the intermediate.
+    let imposter = root_ca("certgate test root");
+    std::fs::write(
+        proxy.dir.path().join("root.crl.der"),
+        imposter.crl_der(&[&pki.inter.serial]),
+    )
+    .unwrap();
+    let problems = proxy.server.reload();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("root.crl.der") && problems[0].contains("signature does not verify"),
+        "{problems:?}"
+    );
+    assert_eq!(proxy.server.trust_store_version("corp").unwrap(), v1);
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_types_are_checked_on_the_path_not_on_stray_certificates() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    // An Ed25519 intermediate on the path is refused...
+    let ed_inter = pki
+        .root
+        .intermediate_with("edwards intermediate", KeyKind::Ed25519);
+    let leaf = ed_inter.leaf(&LeafSpec::client("below edwards"));
+    let rec = refused(
+        &proxy,
+        &backend,
+        client_config(&pki, Some((&leaf, &[&ed_inter])), &[]),
+        1,
+    )
+    .await;
+    assert_failed(&rec, "ClientCertTypeUnsupported");
+    assert!(
+        rec["tls_verify_detail"]
+            .as_str()
+            .unwrap()
+            .contains("intermediate"),
+        "{rec}"
+    );
+    // ...but the same certificate sent as an unused extra does not matter.
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter, &ed_inter])), &[]);
+    assert_eq!(get(proxy.addr, cfg, "/").await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_cookies_are_joined_and_authority_becomes_host() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, OFF, "").await;
+    let cfg = client_config(&pki, None, &[b"h2"]);
+    let headers = [
+        ("cookie", "a=1"),
+        ("cookie", "b=2"),
+        ("host", "evil.example"),
+    ];
+    assert_eq!(get_h2(proxy.addr, cfg, "/c", &headers).await.unwrap(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.one("cookie"), "a=1; b=2");
+    assert_eq!(seen.one("host"), "localhost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_client_after_the_handshake_is_closed_at_the_idle_timeout() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki, backend.addr, OFF, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("backend = ", "idle_timeout_secs = 1\nbackend = ");
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr("web").unwrap();
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let mut tls = connect(addr, client_config(&pki, None, &[alpn]))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        use tokio::io::AsyncReadExt;
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut buf))
+            .await;
+        assert!(r.is_ok(), "{alpn:?}: connection still open after 5 s");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(900),
+            "{alpn:?}: closed too early"
+        );
+    }
 }

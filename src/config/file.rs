@@ -28,6 +28,8 @@ pub struct ListenerFile {
     pub headers: Option<HeadersFile>,
     /// Seconds a client has to complete the TLS handshake.
     pub handshake_timeout_secs: Option<u64>,
+    /// Seconds a client connection may stay silent (no bytes either way) before it is closed.
+    pub idle_timeout_secs: Option<u64>,
     /// Seconds to establish the TCP connection to the backend.
     pub backend_connect_timeout_secs: Option<u64>,
     /// Seconds the backend has to send its response headers.

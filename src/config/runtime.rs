@@ -16,6 +16,8 @@ pub const DEFAULT_MAX_CHAIN_DEPTH: usize = 4;
 pub const DEFAULT_MAX_CLIENT_CERT_SIZE: usize = 16 * 1024;
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ALB's default connection idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// ALB's default idle timeout: a backend that sends nothing for this long gets a 504.
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -131,6 +133,8 @@ impl HeaderNames {
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub handshake: Duration,
+    /// Also the limit for a client to send a request's headers.
+    pub idle: Duration,
     pub backend_connect: Duration,
     pub backend_response: Duration,
 }
@@ -357,12 +361,11 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         );
     }
 
-    if let Some(s3) = &cfg.s3 {
-        if let Some(url) = &s3.endpoint_url {
-            if url.parse::<http::Uri>().is_err() {
-                p.push("s3.endpoint_url", format!("{url:?} is not a URL"));
-            }
-        }
+    if cfg.s3.is_some() {
+        p.push(
+            "s3",
+            "S3 sources are not supported by this build yet; remove [s3] and use file paths",
+        );
     }
 
     if cfg.listener.is_empty() {
@@ -453,6 +456,12 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
                 &format!("{key}.handshake_timeout_secs"),
                 l.handshake_timeout_secs,
                 DEFAULT_HANDSHAKE_TIMEOUT,
+                &mut p,
+            ),
+            idle: secs(
+                &format!("{key}.idle_timeout_secs"),
+                l.idle_timeout_secs,
+                DEFAULT_IDLE_TIMEOUT,
                 &mut p,
             ),
             backend_connect: secs(

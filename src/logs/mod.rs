@@ -91,6 +91,7 @@ fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, dropped: Arc<Atomic
     let mut last_warning: Option<Instant> = None;
     let mut failing = false;
     let mut flushes = Vec::new();
+    let mut reported_drops = 0u64;
     while let Ok(first) = rx.recv() {
         buf.clear();
         let mut batch = 0u64;
@@ -133,6 +134,21 @@ fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, dropped: Arc<Atomic
         }
         for done in flushes.drain(..) {
             let _ = done.try_send(());
+        }
+        // Lines dropped because the queue was full are reported here too, at a bounded rate.
+        let dropped_now = dropped.load(Ordering::Relaxed);
+        if dropped_now > reported_drops
+            && !failing
+            && last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
+            last_warning = Some(Instant::now());
+            tracing::warn!(
+                log = what,
+                dropped = dropped_now - reported_drops,
+                total_dropped = dropped_now,
+                "log lines dropped: the destination cannot keep up"
+            );
+            reported_drops = dropped_now;
         }
     }
 }

@@ -72,6 +72,8 @@ pub fn connection_headers(
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward, plus `proxy-connection`.
+/// `Trailer` is not hop-by-hop in RFC 9110, but it only announces trailer fields, which are
+/// filtered separately; dropping it keeps a client from advertising certgate-owned names.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     header::TE,
@@ -101,10 +103,48 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Removes every client-sent copy of a certgate-owned header. `HeaderMap` keys are lowercase
-/// and `remove` takes all values, so this covers any letter case and duplicates.
+/// and `remove` takes all values, so this covers any letter case and duplicates. Names that
+/// differ only by `_` for `-` go too: CGI-style backends (PHP, Rack, WSGI) map both to the same
+/// variable, so `X_Amzn_Mtls_Clientcert` would otherwise reach them as the certificate.
 pub fn strip_owned(headers: &mut HeaderMap, strip: &[HeaderName]) {
     for name in strip {
         headers.remove(name);
+    }
+    let lookalikes: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| {
+            strip.iter().any(|s| {
+                s.as_str().len() == k.as_str().len()
+                    && s.as_str()
+                        .bytes()
+                        .zip(k.as_str().bytes())
+                        .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+            })
+        })
+        .cloned()
+        .collect();
+    for name in lookalikes {
+        headers.remove(name);
+    }
+}
+
+/// HTTP/2 lets clients split `Cookie` into several fields; an HTTP/1.1 backend must get one
+/// (RFC 9113 §8.2.3), joined with `"; "`.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let values: Vec<&HeaderValue> = headers.get_all(header::COOKIE).iter().collect();
+    if values.len() < 2 {
+        return;
+    }
+    let mut joined = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -150,6 +190,33 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn strips_underscore_lookalikes_but_not_other_names() {
+        let mut h = HeaderMap::new();
+        h.insert("x_amzn_mtls_clientcert", HeaderValue::from_static("forged"));
+        h.insert(
+            "x_amzn-mtls_clientcert-subject",
+            HeaderValue::from_static("forged"),
+        );
+        h.insert("x_other_header", HeaderValue::from_static("kept"));
+        strip_owned(
+            &mut h,
+            &crate::config::HeaderNames::alb_defaults().strip_set(),
+        );
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x_other_header"));
+    }
+
+    #[test]
+    fn joins_http2_cookie_fields() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
     }
 
     #[test]

@@ -26,13 +26,12 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 #[derive(Debug)]
 pub struct ListenerShared {
     pub name: String,
-    pub port: u16,
     pub port_value: HeaderValue,
     pub backend: Backend,
     pub timeouts: Timeouts,
     pub strip: Vec<http::HeaderName>,
     pub header_names: crate::config::HeaderNames,
-    pub client: Client<HttpConnector, Incoming>,
+    pub client: Client<HttpConnector, Body>,
     pub access_log: Option<LogSink>,
 }
 
@@ -48,7 +47,6 @@ impl ListenerShared {
             .build(connector);
         ListenerShared {
             name: l.name.clone(),
-            port,
             port_value: HeaderValue::from(port),
             backend: l.backend.clone(),
             timeouts: l.timeouts,
@@ -110,12 +108,15 @@ pub async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    // The request target's authority (HTTP/2 `:authority`, HTTP/1.1 absolute-form) wins over
+    // a Host header (RFC 9113 §8.3.1, RFC 9112 §3.2.2), and becomes the Host the backend sees.
+    let host = parts.uri.authority().map(|a| a.to_string()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    });
     let mut log = AccessRecord {
         timestamp: crate::logs::timestamp(time::OffsetDateTime::now_utc()),
         conn_trace_id: ctx.trace_id.clone(),
@@ -166,10 +167,11 @@ pub async fn handle(
 
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_owned(&mut parts.headers, &l.strip);
-    if !parts.headers.contains_key(http::header::HOST) {
-        if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-            parts.headers.insert(http::header::HOST, h);
-        }
+    if parts.version == Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
+    }
+    if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        parts.headers.insert(http::header::HOST, h);
     }
     headers::set_forwarded(&mut parts.headers, &ctx.client_ip, &l.port_value);
     for (name, value) in &ctx.headers {
@@ -177,6 +179,17 @@ pub async fn handle(
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    // Trailer fields are forwarded, but never a certgate-owned name among them.
+    let strip = l.strip.clone();
+    let body = body
+        .map_frame(move |frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                headers::strip_owned(&mut trailers, &strip);
+                hyper::body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        })
+        .boxed();
     let upstream = Request::from_parts(parts, body);
 
     let sent = Instant::now();
@@ -192,6 +205,11 @@ pub async fn handle(
             );
             log.error_reason = Some(reason.clone());
             text(StatusCode::GATEWAY_TIMEOUT, &reason)
+        }
+        Ok(Err(e)) if client_side(&e) => {
+            let reason = format!("client aborted the request body: {}", source_chain(&e));
+            log.error_reason = Some(reason.clone());
+            text(StatusCode::BAD_REQUEST, &reason)
         }
         Ok(Err(e)) => {
             let reason = if e.is_connect() {
@@ -245,6 +263,24 @@ fn secs(d: std::time::Duration) -> f64 {
 /// Seconds with microsecond precision, so logs show `0.000105`, not float noise.
 fn secs_f64(s: f64) -> f64 {
     (s * 1_000_000.0).round() / 1_000_000.0
+}
+
+/// Whether a failed forward was the client's doing (its request body broke off), not the
+/// backend's: that is a 400 and must not be blamed on the backend.
+fn client_side(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_user() || h.is_body_write_aborted() {
+                return true;
+            }
+            if h.is_incomplete_message() || h.is_parse() || h.is_closed() {
+                return false;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {

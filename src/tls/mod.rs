@@ -86,6 +86,7 @@ pub fn load_certified_key(
 /// Everything a listener needs to run handshakes; rebuilt on reload and swapped in whole.
 #[derive(Debug)]
 pub struct ListenerTls {
+    listener: String,
     pub mode: Mode,
     provider: Arc<CryptoProvider>,
     cert: Arc<CertifiedKey>,
@@ -98,9 +99,25 @@ pub struct ListenerTls {
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 impl ListenerTls {
+    /// Loads the server certificate and key from disk and builds the listener's TLS state.
     pub fn build(l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
         let provider = crate::crypto_provider();
         let cert = load_certified_key(&l.name, &l.certificate_chain, &l.private_key, &provider)?;
+        Self::build_with(l, stores, provider, cert)
+    }
+
+    /// The same listener on the trust stores in `stores`, keeping the server certificate that is
+    /// already loaded: a trust-store refresh must not depend on the key file being readable.
+    pub fn with_stores(&self, l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
+        Self::build_with(l, stores, self.provider.clone(), self.cert.clone())
+    }
+
+    fn build_with(
+        l: &ListenerConfig,
+        stores: &Stores,
+        provider: Arc<CryptoProvider>,
+        cert: Arc<CertifiedKey>,
+    ) -> Result<Self, TlsError> {
         let mode = l.mutual_authentication.mode;
         let mut trust_store_version = None;
         let policy = match mode {
@@ -130,6 +147,7 @@ impl ListenerTls {
             }
         };
         let mut tls = ListenerTls {
+            listener: l.name.clone(),
             mode,
             provider,
             cert,
@@ -190,7 +208,7 @@ impl ListenerTls {
             algorithms: self.provider.signature_verification_algorithms,
         });
         let mut cfg = self
-            .builder(verifier, "")
+            .builder(verifier, &self.listener)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;

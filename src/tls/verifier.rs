@@ -1,6 +1,7 @@
 //! Client-certificate verifiers for passthrough and verify mode, with ALB's limits and failure
 //! codes. Each connection wraps the shared verifier with its own `HandshakeRecord`.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -144,27 +145,15 @@ fn check_sizes(
 impl ConnVerifier {
     fn verify(
         &self,
+        leaf: &X509Certificate<'_>,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), (Failure, CertificateError)> {
-        let leaf = match X509Certificate::from_der(end_entity) {
-            Ok((_, c)) => c,
-            Err(e) => {
-                return Err((
-                    Failure::new(
-                        VerifyCode::Invalid,
-                        format!("client certificate is not valid DER X.509: {e}"),
-                    ),
-                    CertificateError::BadEncoding,
-                ))
-            }
-        };
         let (store, ignore_expiry) = match &*self.policy {
             Policy::Passthrough { limits } => {
-                check_sizes(end_entity, intermediates, *limits)
-                    .map_err(|f| (f, CertificateError::BadEncoding))?;
-                return Ok(());
+                return check_sizes(end_entity, intermediates, *limits)
+                    .map_err(|f| (f, CertificateError::BadEncoding));
             }
             Policy::Verify {
                 store,
@@ -174,14 +163,8 @@ impl ConnVerifier {
         };
         check_sizes(end_entity, intermediates, store.limits)
             .map_err(|f| (f, CertificateError::BadEncoding))?;
-        check_key_type(&leaf, "client certificate")
+        check_key_type(leaf, "client certificate")
             .map_err(|f| (f, CertificateError::BadEncoding))?;
-        for (i, der) in intermediates.iter().enumerate() {
-            if let Ok((_, c)) = X509Certificate::from_der(der) {
-                check_key_type(&c, &format!("intermediate #{} sent by the client", i + 1))
-                    .map_err(|f| (f, CertificateError::BadEncoding))?;
-            }
-        }
 
         // With ignore_client_certificate_expiry, the chain is judged at a moment when the leaf
         // was still valid: an expired chain passes, a leaf that is not valid yet does not.
@@ -205,26 +188,47 @@ impl ConnVerifier {
             })
         };
         let max_depth = store.limits.max_chain_depth;
-        let depth_check = move |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        // Path checks webpki does not know about; a refusal is carried out through `refused`
+        // because the callback can only return webpki's own error type.
+        let refused: RefCell<Option<Failure>> = RefCell::new(None);
+        let path_check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
             // leaf + intermediates on the path + the trust anchor
             let len = 2 + path.intermediate_certificates().count();
             if len > max_depth {
-                Err(webpki::Error::MaximumPathDepthExceeded)
-            } else {
-                Ok(())
+                return Err(webpki::Error::MaximumPathDepthExceeded);
             }
+            // Only the intermediates on the chosen path matter, not every extra one sent.
+            for (i, cert) in path.intermediate_certificates().enumerate() {
+                let der = cert.der();
+                let what = format!("intermediate #{} of the client chain", i + 1);
+                let checked = match X509Certificate::from_der(&der) {
+                    Ok((_, c)) => check_key_type(&c, &what),
+                    Err(e) => Err(Failure::new(
+                        VerifyCode::Invalid,
+                        format!("{what} is malformed: {e}"),
+                    )),
+                };
+                if let Err(f) = checked {
+                    *refused.borrow_mut() = Some(f);
+                    return Err(webpki::Error::UnsupportedCertVersion);
+                }
+            }
+            Ok(())
         };
-        ee.verify_for_usage(
+        let result = ee.verify_for_usage(
             self.algorithms.all,
             &store.anchors,
             intermediates,
             time,
             webpki::KeyUsage::client_auth(),
             revocation,
-            Some(&depth_check),
-        )
-        .map(|_| ())
-        .map_err(|e| from_webpki(&e))
+            Some(&path_check),
+        );
+        match (result, refused.into_inner()) {
+            (Ok(_), _) => Ok(()),
+            (Err(_), Some(f)) => Err((f, CertificateError::BadEncoding)),
+            (Err(e), None) => Err(from_webpki(&e)),
+        }
     }
 }
 
@@ -254,8 +258,19 @@ impl ClientCertVerifier for ConnVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.record.set_leaf(certinfo::leaf_facts(end_entity).ok());
-        match self.verify(end_entity, intermediates, now) {
+        let leaf = match X509Certificate::from_der(end_entity) {
+            Ok((_, c)) => c,
+            Err(e) => {
+                self.record.set_leaf(None);
+                let f = Failure::new(
+                    VerifyCode::Invalid,
+                    format!("client certificate is not valid DER X.509: {e}"),
+                );
+                return Err(reject(&self.record, f, CertificateError::BadEncoding));
+            }
+        };
+        self.record.set_leaf(Some(certinfo::facts_of(&leaf)));
+        match self.verify(&leaf, end_entity, intermediates, now) {
             Ok(()) => Ok(ClientCertVerified::assertion()),
             Err((failure, alert)) => Err(reject(&self.record, failure, alert)),
         }

@@ -1,7 +1,9 @@
 //! Trust stores: a CA bundle (every certificate in it is a trust anchor) plus CRLs, loaded and
 //! checked as a whole so that a bad file never replaces a good store.
 
+mod crl;
 pub mod describe;
+pub mod reload;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -137,6 +139,8 @@ pub fn build(
     let mut anchors = Vec::new();
     let mut ca_names = Vec::new();
     let mut cas = Vec::new();
+    // (subject, SubjectPublicKeyInfo) of each CA, to check the signatures of their CRLs.
+    let mut ca_keys: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for (i, item) in CertificateDer::pem_slice_iter(bundle).enumerate() {
         let n = i + 1;
         let der = item.map_err(|e| {
@@ -168,6 +172,10 @@ pub fn build(
             })?
             .to_owned();
         ca_names.push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
+        ca_keys.push((
+            cert.subject().as_raw().to_vec(),
+            cert.public_key().raw.to_vec(),
+        ));
         cas.push(CaInfo {
             subject,
             not_after_unix: cert.validity().not_after.timestamp(),
@@ -205,6 +213,35 @@ pub fn build(
             let (_, parsed) = CertificateRevocationList::from_der(&der)
                 .map_err(|e| invalid(src, format!("not a valid CRL: {e}")))?;
             let issuer = certinfo::rfc2253(parsed.issuer());
+            let keys: Vec<&[u8]> = ca_keys
+                .iter()
+                .filter(|(subject, _)| subject.as_slice() == parsed.issuer().as_raw())
+                .map(|(_, spki)| spki.as_slice())
+                .collect();
+            if keys.is_empty() {
+                tracing::warn!(
+                    trust_store = name,
+                    source = %src,
+                    "CRL issuer {issuer} is not a CA of the bundle; its signature is checked when a client chain through that CA is verified"
+                );
+            } else {
+                let algorithms = crate::crypto_provider()
+                    .signature_verification_algorithms
+                    .all;
+                let mut last = String::new();
+                let ok =
+                    keys.iter()
+                        .any(|spki| match crl::verify_signature(&der, spki, algorithms) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                last = e;
+                                false
+                            }
+                        });
+                if !ok {
+                    return Err(invalid(src, format!("CRL issued by {issuer}: {last}")));
+                }
+            }
             let info = CrlInfo {
                 source: src.clone(),
                 issuer,

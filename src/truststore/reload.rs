@@ -96,18 +96,20 @@ impl Reloader {
         }
     }
 
-    /// Rebuilds the TLS state of the listeners selected by `which`; failures keep the current.
-    fn rebuild(
-        &self,
-        stores: &Stores,
-        which: impl Fn(&crate::config::ListenerConfig) -> bool,
-    ) -> Vec<String> {
+    /// Rebuilds the TLS state of listeners; failures keep the current state. With `only_store`,
+    /// just the listeners on that store, reusing their loaded server certificates; otherwise
+    /// every listener, with certificates and keys read from disk again.
+    fn rebuild(&self, stores: &Stores, only_store: Option<&str>) -> Vec<String> {
         let mut problems = Vec::new();
         for (rt, l) in self.listeners.iter().zip(&self.config.listeners) {
-            if !which(l) {
-                continue;
-            }
-            match ListenerTls::build(l, stores) {
+            let built = match only_store {
+                Some(name) if l.mutual_authentication.trust_store.as_deref() != Some(name) => {
+                    continue
+                }
+                Some(_) => rt.tls.load().with_stores(l, stores),
+                None => ListenerTls::build(l, stores),
+            };
+            match built {
                 Ok(tls) => rt.tls.store(Arc::new(tls)),
                 Err(e) => {
                     tracing::error!(listener = %l.name, "reload failed, keeping the current TLS settings: {e}");
@@ -130,7 +132,7 @@ impl Reloader {
                 problems.push(e);
             }
         }
-        problems.extend(self.rebuild(&stores, |_| true));
+        problems.extend(self.rebuild(&stores, None));
         problems
     }
 
@@ -150,13 +152,17 @@ impl Reloader {
         let Ok(mut stores) = self.stores.lock() else {
             return Some(Err("internal error: trust store lock poisoned".to_string()));
         };
-        let result = self.load_store(&mut stores, cfg);
-        if let Ok(true) = result {
-            let problems = self.rebuild(&stores, |l| {
-                l.mutual_authentication.trust_store.as_deref() == Some(name)
-            });
-            if let Some(p) = problems.into_iter().next() {
-                return Some(Err(p));
+        let result = match self.load_store(&mut stores, cfg) {
+            Ok(true) => match self.rebuild(&stores, Some(name)).into_iter().next() {
+                None => Ok(true),
+                Some(problem) => Err(problem),
+            },
+            other => other,
+        };
+        if result.is_err() {
+            // Not applied: forget the fingerprint so the next interval tries again.
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.remove(name);
             }
         }
         Some(result)

@@ -1,0 +1,108 @@
+//! CRL signature check at load time. webpki checks CRL signatures only while verifying a client,
+//! so a CRL signed by the wrong key would be swapped in and then refuse every client of its CA
+//! with `ClientCertCrlProcessingError`. Checking here keeps such a file from ever replacing a
+//! good store.
+
+use rustls::pki_types::SignatureVerificationAlgorithm;
+
+/// One DER element: (tag, contents, the whole element, what follows).
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn element(input: &[u8]) -> Option<Element<'_>> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let header = input.len() - rest.len();
+    Some((tag, &rest[..len], &input[..header + len], &rest[len..]))
+}
+
+/// The parts of a signed structure: signed bytes, signature algorithm (contents), signature.
+fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (0x30, outer, _, _) = element(der)? else {
+        return None;
+    };
+    let (0x30, _, tbs, rest) = element(outer)? else {
+        return None;
+    };
+    let (0x30, alg, _, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x03, bits, _, _) = element(rest)? else {
+        return None;
+    };
+    let (&0, signature) = bits.split_first()? else {
+        return None;
+    };
+    Some((tbs, alg, signature))
+}
+
+/// The algorithm (contents) and key bits of a SubjectPublicKeyInfo element.
+fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (0x30, inner, _, _) = element(spki)? else {
+        return None;
+    };
+    let (0x30, alg, _, rest) = element(inner)? else {
+        return None;
+    };
+    let (0x03, bits, _, _) = element(rest)? else {
+        return None;
+    };
+    let (&0, key) = bits.split_first()? else {
+        return None;
+    };
+    Some((alg, key))
+}
+
+/// Checks `crl_der`'s signature against the SubjectPublicKeyInfo (`issuer_spki`, a whole DER
+/// element) of its issuing CA, with the provider's algorithms.
+pub fn verify_signature(
+    crl_der: &[u8],
+    issuer_spki: &[u8],
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+) -> Result<(), String> {
+    let (tbs, sig_alg, signature) =
+        signed_parts(crl_der).ok_or("CRL structure cannot be read for its signature")?;
+    let (key_alg, key) = spki_parts(issuer_spki).ok_or("issuer public key cannot be read")?;
+    let alg = algorithms
+        .iter()
+        .find(|a| {
+            a.public_key_alg_id().as_ref() == key_alg && a.signature_alg_id().as_ref() == sig_alg
+        })
+        .ok_or("CRL signature algorithm is not supported for the issuer's key type")?;
+    alg.verify_signature(key, tbs, signature)
+        .map_err(|_| "CRL signature does not verify with the issuer's public key".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_reads_short_and_long_lengths_and_refuses_truncation() {
+        assert_eq!(
+            element(&[0x04, 0x01, 0xAA, 0xBB]),
+            Some((0x04, &[0xAA][..], &[0x04, 0x01, 0xAA][..], &[0xBB][..]))
+        );
+        let mut long = vec![0x04, 0x81, 0x80];
+        long.extend([0u8; 0x80]);
+        assert_eq!(element(&long).map(|e| e.1.len()), Some(0x80));
+        assert_eq!(element(&[0x04, 0x05, 0x00]), None);
+        assert_eq!(element(&[0x04, 0x85, 1, 1, 1, 1, 1]), None);
+        assert_eq!(element(&[]), None);
+        assert_eq!(signed_parts(b"garbage"), None);
+    }
+}
