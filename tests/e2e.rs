@@ -789,18 +789,11 @@ async fn backend_down_gives_502_and_slow_backend_504_and_the_proxy_keeps_serving
     assert_eq!(acc["target_processing_time"], -1.0);
 
     let backend = Backend::start().await;
-    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
-    drop(proxy);
-    let mutual = VERIFY.to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pki, backend.addr, &mutual, "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("backend = ", "backend_timeout_secs = 1\nbackend = ");
-    std::fs::write(&path, text).unwrap();
-    let cfgfile = certgate::config::load(&path).unwrap();
-    let server = certgate::server::Server::start(cfgfile).await.unwrap();
-    let addr = server.local_addr("web").unwrap();
+    let proxy = Proxy::start_edited(&pki, backend.addr, VERIFY, "", |t| {
+        t.replace("backend = ", "backend_timeout_secs = 1\nbackend = ")
+    })
+    .await;
+    let (addr, dir) = (proxy.addr, &proxy.dir);
     assert_eq!(get(addr, cfg.clone(), "/slow").await.unwrap(), 504);
     assert_eq!(get(addr, cfg, "/fast").await.unwrap(), 200);
     let acc = json_lines(&dir.path().join("access.log"), 2);
@@ -818,19 +811,14 @@ async fn backend_down_gives_502_and_slow_backend_504_and_the_proxy_keeps_serving
 async fn alb_format_writes_albs_space_separated_line() {
     let pki = Pki::new();
     let backend = Backend::start().await;
-    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
-    drop(proxy);
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "path = \"conn.log\"",
-        "path = \"conn.log\"\nformat = \"alb\"",
-    );
-    std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr("web").unwrap();
+    let proxy = Proxy::start_edited(&pki, backend.addr, VERIFY, "", |t| {
+        t.replace(
+            "path = \"conn.log\"",
+            "path = \"conn.log\"\nformat = \"alb\"",
+        )
+    })
+    .await;
+    let (addr, dir) = (proxy.addr, &proxy.dir);
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     assert_eq!(get(addr, cfg, "/").await.unwrap(), 200);
     let cfg = client_config(&pki, Some((&pki.revoked, &[&pki.inter])), &[]);
@@ -934,18 +922,11 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
 async fn handshake_deadline_drops_a_silent_client() {
     let pki = Pki::new();
     let backend = Backend::start().await;
-    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
-    drop(proxy);
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("backend = ", "handshake_timeout_secs = 1\nbackend = ");
-    std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr("web").unwrap();
+    let proxy = Proxy::start_edited(&pki, backend.addr, VERIFY, "", |t| {
+        t.replace("backend = ", "handshake_timeout_secs = 1\nbackend = ")
+    })
+    .await;
+    let (addr, dir) = (proxy.addr, &proxy.dir);
     let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 16];
     use tokio::io::AsyncReadExt;
@@ -1022,18 +1003,13 @@ async fn several_listeners_serve_side_by_side_in_their_own_modes() {
 async fn a_full_disk_for_logs_never_stops_the_proxy() {
     let pki = Pki::new();
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
     // /dev/full accepts the open and fails every write with ENOSPC.
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("path = \"conn.log\"", "path = \"/dev/full\"")
-        .replace("path = \"access.log\"", "path = \"/dev/full\"");
-    std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr("web").unwrap();
+    let proxy = Proxy::start_edited(&pki, backend.addr, VERIFY, "", |t| {
+        t.replace("path = \"conn.log\"", "path = \"/dev/full\"")
+            .replace("path = \"access.log\"", "path = \"/dev/full\"")
+    })
+    .await;
+    let (addr, server) = (proxy.addr, &proxy.server);
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     for _ in 0..20 {
         assert_eq!(get(addr, cfg.clone(), "/").await.unwrap(), 200);
@@ -1084,17 +1060,14 @@ async fn reload_swaps_the_server_certificate_and_keeps_it_when_the_new_one_is_br
 async fn timed_refresh_picks_up_a_changed_crl_without_a_signal() {
     let mut pki = Pki::new();
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[trust_store.corp]",
-        "[trust_store.corp]\nrefresh_interval_secs = 1",
-    );
-    std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr("web").unwrap();
+    let proxy = Proxy::start_edited(&pki, backend.addr, VERIFY, "", |t| {
+        t.replace(
+            "[trust_store.corp]",
+            "[trust_store.corp]\nrefresh_interval_secs = 1",
+        )
+    })
+    .await;
+    let (addr, dir, server) = (proxy.addr, &proxy.dir, &proxy.server);
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     assert_eq!(get(addr, cfg.clone(), "/").await.unwrap(), 200);
     let v1 = server.trust_store_version("corp").unwrap();
@@ -1205,16 +1178,11 @@ async fn http2_cookies_are_joined_and_authority_becomes_host() {
 async fn a_silent_client_after_the_handshake_is_closed_at_the_idle_timeout() {
     let pki = Pki::new();
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pki, backend.addr, OFF, "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("backend = ", "idle_timeout_secs = 1\nbackend = ");
-    std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr("web").unwrap();
+    let proxy = Proxy::start_edited(&pki, backend.addr, OFF, "", |t| {
+        t.replace("backend = ", "idle_timeout_secs = 1\nbackend = ")
+    })
+    .await;
+    let addr = proxy.addr;
     for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
         let mut tls = connect(addr, client_config(&pki, None, &[alpn]))
             .await

@@ -188,8 +188,21 @@ path = "access.log"
 
 impl Proxy {
     pub async fn start(pki: &Pki, backend: SocketAddr, mutual: &str, extra: &str) -> Proxy {
+        Self::start_edited(pki, backend, mutual, extra, |t| t).await
+    }
+
+    /// Like `start`, with the config text passed through `edit` before the proxy reads it.
+    pub async fn start_edited(
+        pki: &Pki,
+        backend: SocketAddr,
+        mutual: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), pki, backend, mutual, extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
         let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let server = certgate::server::Server::start(cfg)
             .await
