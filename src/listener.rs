@@ -1,10 +1,11 @@
 //! Accept loop and per-connection task: TLS handshake under one deadline, the connection-log
 //! record, then HTTP/1.1 or HTTP/2 serving until the client leaves or the proxy drains.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -13,12 +14,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::certinfo;
+use crate::config::Mode;
 use crate::logs::connection::ConnectionRecord;
 use crate::logs::LogSink;
 use crate::proxy::{self, headers, ConnContext, ListenerShared};
@@ -31,6 +34,158 @@ pub struct ListenerRuntime {
     pub shared: Arc<ListenerShared>,
     pub tls: ArcSwap<ListenerTls>,
     pub local: SocketAddr,
+}
+
+impl ListenerRuntime {
+    /// Re-checks every open verify-mode connection against the listener's current TLS state
+    /// (call it right after swapping that state in) and asks each one whose chain no longer
+    /// verifies to close once its in-flight requests are done. A revoked certificate must not
+    /// keep a keep-alive connection, or an HTTP/2 one, in service for hours.
+    ///
+    /// Inside a tokio runtime the checks (signatures and CRL lookups for every connection) run
+    /// on the blocking pool and this returns at once; elsewhere they run before it returns.
+    pub fn revalidate(self: &Arc<Self>) {
+        if self.tls.load().mode != Mode::Verify || self.shared.open_conns.is_empty() {
+            return;
+        }
+        let rt = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(move || rt.revalidate_now());
+            }
+            Err(_) => rt.revalidate_now(),
+        }
+    }
+
+    /// `revalidate`, on this thread. Blocking: keep it off the async worker threads.
+    pub fn revalidate_now(&self) {
+        let tls = self.tls.load_full();
+        if tls.mode != Mode::Verify {
+            return;
+        }
+        let open = self.shared.open_conns.snapshot();
+        if open.is_empty() {
+            return;
+        }
+        let now = UnixTime::now();
+        let checked = open.len();
+        let mut closed = 0usize;
+        for (id, trace_id, chain) in open {
+            if self.close_if_refused(&tls, now, id, &trace_id, &chain) {
+                closed += 1;
+            }
+        }
+        tracing::debug!(listener = %self.shared.name, checked, closed, "open connections re-checked");
+    }
+
+    /// Checks one registered connection against `tls`; if its chain fails, asks it to close
+    /// and logs why. True if it was asked now.
+    fn close_if_refused(
+        &self,
+        tls: &ListenerTls,
+        now: UnixTime,
+        id: u64,
+        trace_id: &str,
+        chain: &[CertificateDer<'static>],
+    ) -> bool {
+        let Err(failure) = tls.verify_chain(chain, now) else {
+            return false;
+        };
+        if !self.shared.open_conns.close(id) {
+            return false;
+        }
+        tracing::warn!(
+            listener = %self.shared.name,
+            conn_trace_id = %trace_id,
+            tls_verify_status = %failure.code.status(),
+            tls_verify_detail = %failure.detail,
+            trust_store_version = tls.trust_store_version.as_deref().unwrap_or("-"),
+            "closing connection after its in-flight requests: client certificate no longer verifies against the reloaded trust store"
+        );
+        true
+    }
+}
+
+/// The verify-mode connections of one listener that are open now, with the chain each client
+/// presented, so that a trust-store reload can re-check them.
+#[derive(Debug, Default)]
+pub struct OpenConns {
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, OpenConn>>,
+}
+
+#[derive(Debug)]
+struct OpenConn {
+    trace_id: String,
+    chain: Arc<[CertificateDer<'static>]>,
+    close: watch::Sender<bool>,
+}
+
+impl OpenConns {
+    /// Registers a connection until the returned guard is dropped; the receiver turns true
+    /// when the connection should close.
+    fn register(
+        self: &Arc<Self>,
+        trace_id: &str,
+        chain: Arc<[CertificateDer<'static>]>,
+    ) -> (Registration, watch::Receiver<bool>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (close, closing) = watch::channel(false);
+        let conn = OpenConn {
+            trace_id: trace_id.to_string(),
+            chain,
+            close,
+        };
+        self.lock().insert(id, conn);
+        (
+            Registration {
+                conns: self.clone(),
+                id,
+            },
+            closing,
+        )
+    }
+
+    /// A poisoned lock only means a panic elsewhere; the map itself stays consistent.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OpenConn>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The open connections, copied out so that checking them holds no lock.
+    fn snapshot(&self) -> Vec<(u64, String, Arc<[CertificateDer<'static>]>)> {
+        self.lock()
+            .iter()
+            .map(|(id, c)| (*id, c.trace_id.clone(), c.chain.clone()))
+            .collect()
+    }
+
+    /// Asks connection `id` to close; false if it is gone or was already asked.
+    fn close(&self, id: u64) -> bool {
+        self.lock()
+            .get(&id)
+            .is_some_and(|c| !c.close.send_replace(true))
+    }
+
+    /// How many connections are registered now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keeps a connection in `OpenConns` for as long as it lives.
+struct Registration {
+    conns: Arc<OpenConns>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.conns.lock().remove(&self.id);
+    }
 }
 
 /// Accepts until `stop` turns true; each connection runs in its own task, watched by `graceful`.
@@ -202,6 +357,20 @@ async fn connection(
     out.tls_verify_status = "Success".to_string();
     emit(out);
 
+    // Verify-mode connections stay on record so that a trust-store reload can re-check them.
+    let (registration, mut revoked) = if tls.mode == Mode::Verify {
+        let (reg, rx) = shared.open_conns.register(&trace_id, Arc::from(chain));
+        // A reload that swapped the TLS state during this handshake re-checked the connections
+        // registered at the time, not this one: check it against the current state here.
+        let current = rt.tls.load_full();
+        if !Arc::ptr_eq(&current, &tls) {
+            rt.close_if_refused(&current, UnixTime::now(), reg.id, &trace_id, chain);
+        }
+        (Some(reg), Some(rx))
+    } else {
+        (None, None)
+    };
+
     let ctx = Arc::new(ConnContext {
         trace_id: trace_id.clone(),
         client: peer,
@@ -252,6 +421,10 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
+            _ = close_requested(&mut revoked), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
             _ = tokio::time::sleep(wait), if !draining => {
                 if activity.quiet_for() >= idle {
                     tracing::debug!(listener = %shared.name, conn_trace_id = %trace_id, "closing idle connection");
@@ -263,7 +436,18 @@ async fn connection(
             _ = tokio::time::sleep_until(hard), if hard_close.is_some() => break,
         }
     }
+    drop(registration);
     drop(watcher);
+}
+
+/// Resolves once a reload asked this connection to close; never without a registration.
+async fn close_requested(rx: &mut Option<watch::Receiver<bool>>) {
+    if let Some(rx) = rx {
+        if rx.wait_for(|close| *close).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Malformed requests are answered by hyper itself (400/431); say so with the trace id.

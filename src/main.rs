@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use certgate::config::{self, ChainLimits, Source, TrustStoreConfig};
+use certgate::truststore::{loader, source::Sources};
 use certgate::{demo, pki, server, tls, truststore};
 
 #[derive(Parser)]
@@ -141,7 +142,10 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn check(path: &std::path::Path) -> Result<()> {
     let cfg = config::load(path)?;
     let at = || format!("config file {}", path.display());
-    let stores = truststore::load_all(&cfg).with_context(at)?;
+    let sources = Sources::new(cfg.s3.clone());
+    let (stores, _) = runtime()?
+        .block_on(loader::load_all(&cfg, &sources))
+        .with_context(at)?;
     for l in &cfg.listeners {
         tls::ListenerTls::build(l, &stores).with_context(at)?;
     }
@@ -189,7 +193,9 @@ fn describe(
         };
         print!(
             "{}",
-            truststore::describe::describe(&truststore::load(&cfg)?)
+            truststore::describe::describe(
+                &runtime()?.block_on(loader::load_one(&cfg, &Sources::new(Default::default())))?
+            )
         );
         return Ok(());
     }
@@ -202,9 +208,12 @@ fn describe(
             bail!("{}: no [trust_store.{n}]", path.display());
         }
     }
+    let rt = runtime()?;
+    let sources = Sources::new(cfg.s3.clone());
     for (n, ts) in &cfg.trust_stores {
         if name.as_ref().is_none_or(|want| want == n) {
-            print!("{}", truststore::describe::describe(&truststore::load(ts)?));
+            let store = rt.block_on(loader::load_one(ts, &sources))?;
+            print!("{}", truststore::describe::describe(&store));
         }
     }
     Ok(())

@@ -17,7 +17,8 @@ use crate::logs::LogSink;
 use crate::proxy::ListenerShared;
 use crate::tls::{ListenerTls, TlsError};
 use crate::truststore::reload::Reloader;
-use crate::truststore::{self, TrustStoreError};
+use crate::truststore::source::Sources;
+use crate::truststore::{loader, TrustStoreError};
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -67,7 +68,8 @@ impl Server {
     /// Loads everything, binds every listener and starts serving. Any failure stops the start
     /// with a message naming the listener, store or file.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        let stores = truststore::load_all(&config)?;
+        let sources = Sources::new(config.s3.clone());
+        let (stores, states) = loader::load_all(&config, &sources).await?;
         let conn_log = open_log(&config.connection_log.destination, "connection log")?;
         let access_log = match &config.access_log {
             Some(d) => Some(open_log(d, "access log")?),
@@ -119,7 +121,13 @@ impl Server {
             )));
             listeners.push(rt);
         }
-        let reloader = Arc::new(Reloader::new(config, listeners.clone(), stores));
+        let reloader = Arc::new(Reloader::new(
+            config,
+            listeners.clone(),
+            sources,
+            stores,
+            states,
+        ));
         for name in reloader.config().trust_stores.keys() {
             tasks.push(tokio::spawn(crate::truststore::reload::refresh_loop(
                 reloader.clone(),
@@ -147,9 +155,8 @@ impl Server {
 
     /// Re-reads every trust store and server certificate and swaps in what loads; whatever
     /// fails keeps its last good version. Returns the problems (empty when all went well).
-    /// Blocking (file reads and parsing): call it off the async runtime's worker threads.
-    pub fn reload(&self) -> Vec<String> {
-        self.reloader.reload_all()
+    pub async fn reload(&self) -> Vec<String> {
+        self.reloader.reload_all().await
     }
 
     /// Version of a trust store as currently served.
@@ -201,11 +208,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading trust stores and server certificates");
-                let s = server.clone();
-                match tokio::task::spawn_blocking(move || s.reload()).await {
-                    Ok(p) if p.is_empty() => tracing::info!("reload complete"),
-                    Ok(p) => tracing::warn!(problems = p.len(), "reload finished with problems; last good versions stay in service"),
-                    Err(e) => tracing::error!("reload task failed: {e}"),
+                let problems = server.reload().await;
+                if problems.is_empty() {
+                    tracing::info!("reload complete");
+                } else {
+                    tracing::warn!(problems = problems.len(), "reload finished with problems; last good versions stay in service");
                 }
             }
             _ = term.recv() => break,

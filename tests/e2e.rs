@@ -878,7 +878,7 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
     // Revoke the good client on disk and reload.
     pki.inter_crl = pki.inter.crl(&[&pki.revoked.serial, &pki.good.serial]);
     write_pem(proxy.dir.path(), "inter.crl.pem", &pki.inter_crl.pem);
-    assert!(proxy.server.reload().is_empty());
+    assert!(proxy.server.reload().await.is_empty());
     let v2 = proxy.server.trust_store_version("corp").unwrap();
     assert_ne!(v1, v2);
     assert!(
@@ -888,8 +888,16 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
     let rec = proxy.conn_records(2).pop().unwrap();
     assert_failed(&rec, "ClientCertCrlHit");
     assert_eq!(rec["trust_store_version"], v2.as_str());
-    // The connection opened before the reload was not dropped by the reload itself.
-    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+    // The connection opened before the reload belongs to a now-revoked client: it is closed
+    // (asynchronously, so allow a bounded moment for the GOAWAY to arrive).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while send.send_request(req()).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revoked client's open connection must be closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // A broken CRL keeps the last good store.
     write_pem(
@@ -897,7 +905,7 @@ async fn sighup_style_reload_revokes_without_dropping_open_connections() {
         "inter.crl.pem",
         "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
     );
-    let problems = proxy.server.reload();
+    let problems = proxy.server.reload().await;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("inter.crl.pem"), "{problems:?}");
     assert_eq!(proxy.server.trust_store_version("corp").unwrap(), v2);
@@ -1035,7 +1043,7 @@ async fn reload_swaps_the_server_certificate_and_keeps_it_when_the_new_one_is_br
     let renewed = pki.server_ca.server_leaf(&["localhost", "127.0.0.1"]);
     write_pem(proxy.dir.path(), "server.pem", &renewed.cert_pem);
     write_pem(proxy.dir.path(), "server.key", &renewed.key_pem);
-    assert!(proxy.server.reload().is_empty());
+    assert!(proxy.server.reload().await.is_empty());
     assert_eq!(
         served(&connect(proxy.addr, cfg.clone()).await.unwrap()),
         renewed.der
@@ -1044,7 +1052,7 @@ async fn reload_swaps_the_server_certificate_and_keeps_it_when_the_new_one_is_br
     // A key that does not match the certificate is refused; the renewed pair stays in service.
     let other = pki.server_ca.server_leaf(&["localhost"]);
     write_pem(proxy.dir.path(), "server.key", &other.key_pem);
-    let problems = proxy.server.reload();
+    let problems = proxy.server.reload().await;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].contains("private_key") && problems[0].contains("server.key"),
@@ -1116,7 +1124,7 @@ async fn a_crl_with_a_bad_signature_never_replaces_the_store() {
         imposter.crl_der(&[&pki.inter.serial]),
     )
     .unwrap();
-    let problems = proxy.server.reload();
+    let problems = proxy.server.reload().await;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].contains("root.crl.der") && problems[0].contains("signature does not verify"),

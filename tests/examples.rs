@@ -6,7 +6,14 @@ fn example_config_checks() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/certgate.toml");
     let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.listeners.len(), 2);
-    let stores = certgate::truststore::load_all(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let sources = certgate::truststore::source::Sources::new(cfg.s3.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stores, _) = rt
+        .block_on(certgate::truststore::loader::load_all(&cfg, &sources))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stores["demo"].revoked_entries(), 1);
     for l in &cfg.listeners {
         certgate::tls::ListenerTls::build(l, &stores).unwrap_or_else(|e| panic!("{e}"));

@@ -26,8 +26,19 @@ pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub trust_stores: BTreeMap<String, TrustStoreConfig>,
+    /// Settings for S3 sources; credentials always come from the standard AWS chain.
+    pub s3: S3Settings,
     pub connection_log: ConnectionLogConfig,
     pub access_log: Option<LogDestination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// For S3-compatible stores; `None` = AWS's endpoint for the region.
+    pub endpoint_url: Option<String>,
+    /// `None` = the region from the AWS environment/profile.
+    pub region: Option<String>,
+    pub force_path_style: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,12 +173,28 @@ pub struct ListenerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     File(PathBuf),
+    /// `s3://bucket/key`, optionally pinned with `?versionId=`.
+    S3 {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::File(p) => write!(f, "{}", p.display()),
+            Source::S3 {
+                bucket,
+                key,
+                version_id: None,
+            } => write!(f, "s3://{bucket}/{key}"),
+            Source::S3 {
+                bucket,
+                key,
+                version_id: Some(v),
+            } => write!(f, "s3://{bucket}/{key}?versionId={v}"),
         }
     }
 }
@@ -225,14 +252,42 @@ fn existing_file(base: &Path, key: &str, value: &str, problems: &mut Problems) -
 }
 
 fn source(base: &Path, key: &str, value: &str, problems: &mut Problems) -> Source {
-    if value.starts_with("s3://") {
-        problems.push(
-            key,
-            format!("{value}: S3 sources are not supported by this build yet; use a file path"),
-        );
-        return Source::File(PathBuf::from(value));
+    match value.strip_prefix("s3://") {
+        Some(rest) => match parse_s3(rest) {
+            Ok(src) => src,
+            Err(why) => {
+                problems.push(key, format!("{value:?}: {why}"));
+                Source::File(PathBuf::from(value))
+            }
+        },
+        None => Source::File(existing_file(base, key, value, problems)),
     }
-    Source::File(existing_file(base, key, value, problems))
+}
+
+/// `bucket/key[?versionId=V]` (after `s3://`).
+fn parse_s3(rest: &str) -> Result<Source, &'static str> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let (bucket, key) = path
+        .split_once('/')
+        .ok_or("an S3 source is s3://bucket/key")?;
+    if bucket.is_empty() || key.is_empty() {
+        return Err("an S3 source is s3://bucket/key (bucket and key must not be empty)");
+    }
+    let version_id = match query {
+        None => None,
+        Some(q) => match q.strip_prefix("versionId=") {
+            Some(v) if !v.is_empty() && !v.contains('&') => Some(v.to_string()),
+            _ => return Err("the only query an S3 source takes is ?versionId=V"),
+        },
+    };
+    Ok(Source::S3 {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id,
+    })
 }
 
 fn secs(key: &str, v: Option<u64>, default: Duration, problems: &mut Problems) -> Duration {
@@ -361,11 +416,21 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         );
     }
 
-    if cfg.s3.is_some() {
-        p.push(
-            "s3",
-            "S3 sources are not supported by this build yet; remove [s3] and use file paths",
-        );
+    let mut s3 = S3Settings::default();
+    if let Some(f) = &cfg.s3 {
+        if let Some(url) = &f.endpoint_url {
+            match url.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                    s3.endpoint_url = Some(url.clone());
+                }
+                _ => p.push(
+                    "s3.endpoint_url",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ),
+            }
+        }
+        s3.region = f.region.clone();
+        s3.force_path_style = f.force_path_style.unwrap_or(false);
     }
 
     if cfg.listener.is_empty() {
@@ -512,6 +577,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         Ok(Config {
             listeners,
             trust_stores,
+            s3,
             connection_log,
             access_log,
         })
@@ -744,6 +810,41 @@ mod tests {
                 .any(|s| s.contains("listener[0] (a).bind: is required")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn s3_sources_parse_with_and_without_version() {
+        assert_eq!(
+            parse_s3("b/k/x.pem?versionId=V1"),
+            Ok(Source::S3 {
+                bucket: "b".into(),
+                key: "k/x.pem".into(),
+                version_id: Some("V1".into())
+            })
+        );
+        assert_eq!(
+            parse_s3("b/k").map(|s| s.to_string()),
+            Ok("s3://b/k".to_string())
+        );
+        for bad in [
+            "b",
+            "/k",
+            "b/",
+            "b/k?version=1",
+            "b/k?versionId=",
+            "b/k?versionId=1&x=2",
+        ] {
+            assert!(parse_s3(bad).is_err(), "{bad}");
+        }
+        let p = problems(
+            "[trust_store.t]\nca_certificates_bundle = \"s3://nokey\"\n[s3]\nendpoint_url = \"ftp://x\"\n",
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.contains("trust_store.t.ca_certificates_bundle: \"s3://nokey\"")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|s| s.contains("s3.endpoint_url")), "{p:?}");
     }
 
     #[test]

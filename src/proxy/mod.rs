@@ -33,6 +33,8 @@ pub struct ListenerShared {
     pub header_names: crate::config::HeaderNames,
     pub client: Client<HttpConnector, Body>,
     pub access_log: Option<LogSink>,
+    /// Open verify-mode connections, re-checked when the trust store is reloaded.
+    pub open_conns: Arc<crate::listener::OpenConns>,
 }
 
 impl ListenerShared {
@@ -54,6 +56,7 @@ impl ListenerShared {
             header_names: l.headers.clone(),
             client,
             access_log,
+            open_conns: Arc::default(),
         }
     }
 }

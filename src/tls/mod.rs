@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{CipherSuite, NamedGroup, ProtocolVersion, ServerConfig};
@@ -213,6 +213,31 @@ impl ListenerTls {
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
         Ok(Arc::new(cfg))
+    }
+
+    /// Re-checks a chain a client presented earlier (leaf first, as `peer_certificates`
+    /// returns it) against this listener's current policy at `now`. Off mode checks nothing.
+    pub fn verify_chain(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), status::Failure> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        let Some((end_entity, intermediates)) = chain.split_first() else {
+            return Err(status::Failure::new(
+                status::VerifyCode::Unmapped,
+                "no client certificate to check",
+            ));
+        };
+        verifier::verify_chain(
+            policy,
+            &self.provider.signature_verification_algorithms,
+            end_entity,
+            intermediates,
+            now,
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! Client-certificate verifiers for passthrough and verify mode, with ALB's limits and failure
 //! codes. Each connection wraps the shared verifier with its own `HandshakeRecord`.
 
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -142,93 +143,120 @@ fn check_sizes(
     Ok(())
 }
 
-impl ConnVerifier {
-    fn verify(
-        &self,
-        leaf: &X509Certificate<'_>,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), (Failure, CertificateError)> {
-        let (store, ignore_expiry) = match &*self.policy {
-            Policy::Passthrough { limits } => {
-                return check_sizes(end_entity, intermediates, *limits)
-                    .map_err(|f| (f, CertificateError::BadEncoding));
-            }
-            Policy::Verify {
-                store,
-                ignore_expiry,
-                ..
-            } => (store, *ignore_expiry),
-        };
-        check_sizes(end_entity, intermediates, store.limits)
-            .map_err(|f| (f, CertificateError::BadEncoding))?;
-        check_key_type(leaf, "client certificate")
-            .map_err(|f| (f, CertificateError::BadEncoding))?;
+/// Parses the presented leaf; a leaf that is not X.509 is `ClientCertInvalid`.
+fn parse_leaf<'a>(end_entity: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, Failure> {
+    X509Certificate::from_der(end_entity)
+        .map(|(_, c)| c)
+        .map_err(|e| {
+            Failure::new(
+                VerifyCode::Invalid,
+                format!("client certificate is not valid DER X.509: {e}"),
+            )
+        })
+}
 
-        // With ignore_client_certificate_expiry, the chain is judged at a moment when the leaf
-        // was still valid: an expired chain passes, a leaf that is not valid yet does not.
-        let mut time = now;
-        if ignore_expiry {
-            let not_after = leaf.validity().not_after.timestamp();
-            if not_after >= 0 && (now.as_secs() as i64) > not_after {
-                time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(not_after as u64));
+/// Checks a presented chain against `policy` at `now`: the same checks a handshake makes,
+/// except the CertificateVerify signature, which only the handshake can check. Used to
+/// re-check open connections after a trust-store reload.
+pub fn verify_chain(
+    policy: &Policy,
+    algorithms: &WebPkiSupportedAlgorithms,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<(), Failure> {
+    let leaf = parse_leaf(end_entity)?;
+    check_chain(policy, algorithms, &leaf, end_entity, intermediates, now).map_err(|(f, _)| f)
+}
+
+/// The chain checks of both the handshake and `verify_chain`; the error carries the alert
+/// rustls sends.
+fn check_chain(
+    policy: &Policy,
+    algorithms: &WebPkiSupportedAlgorithms,
+    leaf: &X509Certificate<'_>,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<(), (Failure, CertificateError)> {
+    let (store, ignore_expiry) = match policy {
+        Policy::Passthrough { limits } => {
+            return check_sizes(end_entity, intermediates, *limits)
+                .map_err(|f| (f, CertificateError::BadEncoding));
+        }
+        Policy::Verify {
+            store,
+            ignore_expiry,
+            ..
+        } => (store, *ignore_expiry),
+    };
+    check_sizes(end_entity, intermediates, store.limits)
+        .map_err(|f| (f, CertificateError::BadEncoding))?;
+    check_key_type(leaf, "client certificate").map_err(|f| (f, CertificateError::BadEncoding))?;
+
+    // With ignore_client_certificate_expiry, the chain is judged at a moment when the leaf
+    // was still valid: an expired chain passes, a leaf that is not valid yet does not.
+    let mut time = now;
+    if ignore_expiry {
+        let not_after = leaf.validity().not_after.timestamp();
+        if not_after >= 0 && (now.as_secs() as i64) > not_after {
+            time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(not_after as u64));
+        }
+    }
+
+    let ee = EndEntityCert::try_from(end_entity).map_err(|e| from_webpki(&e))?;
+    let crl_refs: Vec<&webpki::CertRevocationList<'static>> =
+        store.crls.iter().map(Borrow::borrow).collect();
+    let revocation = if crl_refs.is_empty() {
+        None
+    } else {
+        RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+            b.with_depth(RevocationCheckDepth::Chain)
+                .with_status_policy(UnknownStatusPolicy::Allow)
+                .build()
+        })
+    };
+    let max_depth = store.limits.max_chain_depth;
+    // Path checks webpki does not know about; a refusal is carried out through `refused`
+    // because the callback can only return webpki's own error type.
+    let refused: RefCell<Option<Failure>> = RefCell::new(None);
+    let path_check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        // leaf + intermediates on the path + the trust anchor
+        let len = 2 + path.intermediate_certificates().count();
+        if len > max_depth {
+            return Err(webpki::Error::MaximumPathDepthExceeded);
+        }
+        // Only the intermediates on the chosen path matter, not every extra one sent.
+        for (i, cert) in path.intermediate_certificates().enumerate() {
+            let der = cert.der();
+            let what = format!("intermediate #{} of the client chain", i + 1);
+            let checked = match X509Certificate::from_der(&der) {
+                Ok((_, c)) => check_key_type(&c, &what),
+                Err(e) => Err(Failure::new(
+                    VerifyCode::Invalid,
+                    format!("{what} is malformed: {e}"),
+                )),
+            };
+            if let Err(f) = checked {
+                *refused.borrow_mut() = Some(f);
+                return Err(webpki::Error::UnsupportedCertVersion);
             }
         }
-
-        let ee = EndEntityCert::try_from(end_entity).map_err(|e| from_webpki(&e))?;
-        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = store.crls.iter().collect();
-        let revocation = if crl_refs.is_empty() {
-            None
-        } else {
-            RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-                b.with_depth(RevocationCheckDepth::Chain)
-                    .with_status_policy(UnknownStatusPolicy::Allow)
-                    .build()
-            })
-        };
-        let max_depth = store.limits.max_chain_depth;
-        // Path checks webpki does not know about; a refusal is carried out through `refused`
-        // because the callback can only return webpki's own error type.
-        let refused: RefCell<Option<Failure>> = RefCell::new(None);
-        let path_check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
-            // leaf + intermediates on the path + the trust anchor
-            let len = 2 + path.intermediate_certificates().count();
-            if len > max_depth {
-                return Err(webpki::Error::MaximumPathDepthExceeded);
-            }
-            // Only the intermediates on the chosen path matter, not every extra one sent.
-            for (i, cert) in path.intermediate_certificates().enumerate() {
-                let der = cert.der();
-                let what = format!("intermediate #{} of the client chain", i + 1);
-                let checked = match X509Certificate::from_der(&der) {
-                    Ok((_, c)) => check_key_type(&c, &what),
-                    Err(e) => Err(Failure::new(
-                        VerifyCode::Invalid,
-                        format!("{what} is malformed: {e}"),
-                    )),
-                };
-                if let Err(f) = checked {
-                    *refused.borrow_mut() = Some(f);
-                    return Err(webpki::Error::UnsupportedCertVersion);
-                }
-            }
-            Ok(())
-        };
-        let result = ee.verify_for_usage(
-            self.algorithms.all,
-            &store.anchors,
-            intermediates,
-            time,
-            webpki::KeyUsage::client_auth(),
-            revocation,
-            Some(&path_check),
-        );
-        match (result, refused.into_inner()) {
-            (Ok(_), _) => Ok(()),
-            (Err(_), Some(f)) => Err((f, CertificateError::BadEncoding)),
-            (Err(e), None) => Err(from_webpki(&e)),
-        }
+        Ok(())
+    };
+    let result = ee.verify_for_usage(
+        algorithms.all,
+        &store.anchors,
+        intermediates,
+        time,
+        webpki::KeyUsage::client_auth(),
+        revocation,
+        Some(&path_check),
+    );
+    match (result, refused.into_inner()) {
+        (Ok(_), _) => Ok(()),
+        (Err(_), Some(f)) => Err((f, CertificateError::BadEncoding)),
+        (Err(e), None) => Err(from_webpki(&e)),
     }
 }
 
@@ -258,19 +286,23 @@ impl ClientCertVerifier for ConnVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let leaf = match X509Certificate::from_der(end_entity) {
-            Ok((_, c)) => c,
-            Err(e) => {
+        let leaf = match parse_leaf(end_entity) {
+            Ok(c) => c,
+            Err(f) => {
                 self.record.set_leaf(None);
-                let f = Failure::new(
-                    VerifyCode::Invalid,
-                    format!("client certificate is not valid DER X.509: {e}"),
-                );
                 return Err(reject(&self.record, f, CertificateError::BadEncoding));
             }
         };
         self.record.set_leaf(Some(certinfo::facts_of(&leaf)));
-        match self.verify(&leaf, end_entity, intermediates, now) {
+        let checked = check_chain(
+            &self.policy,
+            &self.algorithms,
+            &leaf,
+            end_entity,
+            intermediates,
+            now,
+        );
+        match checked {
             Ok(()) => Ok(ClientCertVerified::assertion()),
             Err((failure, alert)) => Err(reject(&self.record, failure, alert)),
         }

@@ -20,6 +20,10 @@ pub fn describe(store: &TrustStore) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "trust store: {}", store.name);
     let _ = writeln!(s, "  version: {}", store.version);
+    let _ = writeln!(s, "  sources:");
+    for src in &store.sources {
+        let _ = writeln!(s, "    - {} ({})", src.source, src.tag);
+    }
     let _ = writeln!(s, "  CA certificates: {}", store.cas.len());
     for ca in &store.cas {
         let _ = writeln!(

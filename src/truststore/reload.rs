@@ -1,50 +1,44 @@
 //! Swapping in new trust stores and server certificates while the proxy runs: on SIGHUP (all of
-//! them, now) and every `refresh_interval_secs` (a store whose files changed). Whatever fails to
-//! load keeps its last good version in service, and the error names the source and the reason.
+//! them, now) and every `refresh_interval_secs` (a store whose sources changed). Whatever fails
+//! to load keeps its last good version in service, and the error names the source and the reason.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use crate::config::{Config, Source, TrustStoreConfig};
+use super::loader::{self, StoreState};
+use super::source::Sources;
+use super::{Stores, TrustStore};
+use crate::config::Config;
 use crate::listener::ListenerRuntime;
 use crate::tls::ListenerTls;
-use crate::truststore::{self, Stores};
-
-/// What cheaply tells that a source changed without reading it: size and modification time.
-type Fingerprint = Vec<Option<(u64, SystemTime)>>;
-
-fn fingerprint(cfg: &TrustStoreConfig) -> Fingerprint {
-    std::iter::once(&cfg.ca_certificates_bundle)
-        .chain(&cfg.revocation_lists)
-        .map(|src| match src {
-            Source::File(p) => std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.len(), m.modified().ok()?))),
-        })
-        .collect()
-}
 
 pub struct Reloader {
     config: Config,
     listeners: Vec<Arc<ListenerRuntime>>,
+    sources: Sources,
+    /// The stores in service; locked only for short reads and swaps.
     stores: Mutex<Stores>,
-    seen: Mutex<BTreeMap<String, Fingerprint>>,
+    /// Per-store refresh state; one load at a time per store.
+    states: BTreeMap<String, tokio::sync::Mutex<StoreState>>,
 }
 
 impl Reloader {
-    /// `stores` were loaded from `config` just before; their fingerprints are taken now.
-    pub fn new(config: Config, listeners: Vec<Arc<ListenerRuntime>>, stores: Stores) -> Reloader {
-        let seen = config
-            .trust_stores
-            .iter()
-            .map(|(n, c)| (n.clone(), fingerprint(c)))
-            .collect();
+    pub fn new(
+        config: Config,
+        listeners: Vec<Arc<ListenerRuntime>>,
+        sources: Sources,
+        stores: Stores,
+        states: BTreeMap<String, StoreState>,
+    ) -> Reloader {
         Reloader {
             config,
             listeners,
+            sources,
             stores: Mutex::new(stores),
-            seen: Mutex::new(seen),
+            states: states
+                .into_iter()
+                .map(|(k, v)| (k, tokio::sync::Mutex::new(v)))
+                .collect(),
         }
     }
 
@@ -57,60 +51,69 @@ impl Reloader {
         stores.get(name).map(|t| t.version.clone())
     }
 
-    /// Loads one store into `stores`; `Err` leaves the previous one in place.
-    fn load_store(&self, stores: &mut Stores, cfg: &TrustStoreConfig) -> Result<bool, String> {
-        let before = fingerprint(cfg);
-        let result = truststore::load(cfg);
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(cfg.name.clone(), before);
-        }
-        match result {
-            Ok(new) => {
-                let old = stores.get(&cfg.name).map(|s| s.version.clone());
-                let changed = old.as_deref() != Some(new.version.as_str());
-                if changed {
-                    tracing::info!(
-                        trust_store = %cfg.name,
-                        version = %new.version,
-                        previous = old.as_deref().unwrap_or("none"),
-                        cas = new.cas.len(),
-                        revoked_entries = new.revoked_entries(),
-                        "trust store loaded"
-                    );
-                }
-                stores.insert(cfg.name.clone(), Arc::new(new));
-                Ok(changed)
-            }
+    fn snapshot(&self) -> Stores {
+        self.stores.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Loads one store (all sources with `force`, else only changed ones) and puts it in
+    /// service. `Ok(true)` when a new version went in, `Ok(false)` when nothing changed.
+    async fn load_store(&self, name: &str, force: bool) -> Result<bool, String> {
+        let (Some(cfg), Some(state)) = (self.config.trust_stores.get(name), self.states.get(name))
+        else {
+            return Ok(false);
+        };
+        let mut state = state.lock().await;
+        match loader::load(cfg, &self.sources, &mut state, force).await {
+            Ok(None) => Ok(false),
+            Ok(Some(new)) => Ok(self.put(new)),
             Err(e) => {
-                let kept = stores
-                    .get(&cfg.name)
-                    .map(|s| s.version.clone())
-                    .unwrap_or_default();
-                tracing::error!(
-                    trust_store = %cfg.name,
-                    kept_version = %kept,
-                    "reload failed, keeping the last good store: {e}"
-                );
+                let kept = self.trust_store_version(name).unwrap_or_default();
+                tracing::error!(trust_store = %name, kept_version = %kept, "reload failed, keeping the last good store: {e}");
                 Err(e.to_string())
             }
         }
     }
 
+    /// Swaps a store in; returns whether its version changed.
+    fn put(&self, new: TrustStore) -> bool {
+        let Ok(mut stores) = self.stores.lock() else {
+            return false;
+        };
+        let old = stores.get(&new.name).map(|s| s.version.clone());
+        let changed = old.as_deref() != Some(new.version.as_str());
+        if changed {
+            tracing::info!(
+                trust_store = %new.name,
+                version = %new.version,
+                previous = old.as_deref().unwrap_or("none"),
+                cas = new.cas.len(),
+                revoked_entries = new.revoked_entries(),
+                "trust store loaded"
+            );
+        }
+        stores.insert(new.name.clone(), Arc::new(new));
+        changed
+    }
+
     /// Rebuilds the TLS state of listeners; failures keep the current state. With `only_store`,
     /// just the listeners on that store, reusing their loaded server certificates; otherwise
     /// every listener, with certificates and keys read from disk again.
-    fn rebuild(&self, stores: &Stores, only_store: Option<&str>) -> Vec<String> {
+    fn rebuild(&self, only_store: Option<&str>) -> Vec<String> {
+        let stores = self.snapshot();
         let mut problems = Vec::new();
         for (rt, l) in self.listeners.iter().zip(&self.config.listeners) {
             let built = match only_store {
                 Some(name) if l.mutual_authentication.trust_store.as_deref() != Some(name) => {
                     continue
                 }
-                Some(_) => rt.tls.load().with_stores(l, stores),
-                None => ListenerTls::build(l, stores),
+                Some(_) => rt.tls.load().with_stores(l, &stores),
+                None => ListenerTls::build(l, &stores),
             };
             match built {
-                Ok(tls) => rt.tls.store(Arc::new(tls)),
+                Ok(tls) => {
+                    rt.tls.store(Arc::new(tls));
+                    rt.revalidate();
+                }
                 Err(e) => {
                     tracing::error!(listener = %l.name, "reload failed, keeping the current TLS settings: {e}");
                     problems.push(e.to_string());
@@ -120,52 +123,36 @@ impl Reloader {
         problems
     }
 
-    /// SIGHUP: every store and every server certificate, now. Returns the problems.
-    /// Blocking (file reads and parsing): call it off the async worker threads.
-    pub fn reload_all(&self) -> Vec<String> {
-        let Ok(mut stores) = self.stores.lock() else {
-            return vec!["internal error: trust store lock poisoned".to_string()];
-        };
+    /// SIGHUP: every store (every source fetched again) and every server certificate, now.
+    /// Returns the problems; an empty list means everything reloaded.
+    pub async fn reload_all(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for cfg in self.config.trust_stores.values() {
-            if let Err(e) = self.load_store(&mut stores, cfg) {
+        for name in self.config.trust_stores.keys() {
+            if let Err(e) = self.load_store(name, true).await {
                 problems.push(e);
             }
         }
-        problems.extend(self.rebuild(&stores, None));
+        // Reads the (small) certificate and key files of every listener.
+        problems.extend(self.rebuild(None));
         problems
     }
 
-    /// Timed refresh of one store: reloads it only when one of its files changed since the last
-    /// load (size or modification time), and then only the listeners that use it.
-    pub fn refresh_if_changed(&self, name: &str) -> Option<Result<bool, String>> {
-        let cfg = self.config.trust_stores.get(name)?;
-        let now = fingerprint(cfg);
-        let unchanged = self
-            .seen
-            .lock()
-            .ok()
-            .is_some_and(|seen| seen.get(name) == Some(&now));
-        if unchanged {
-            return None;
-        }
-        let Ok(mut stores) = self.stores.lock() else {
-            return Some(Err("internal error: trust store lock poisoned".to_string()));
-        };
-        let result = match self.load_store(&mut stores, cfg) {
-            Ok(true) => match self.rebuild(&stores, Some(name)).into_iter().next() {
-                None => Ok(true),
-                Some(problem) => Err(problem),
-            },
-            other => other,
-        };
-        if result.is_err() {
-            // Not applied: forget the fingerprint so the next interval tries again.
-            if let Ok(mut seen) = self.seen.lock() {
-                seen.remove(name);
+    /// Timed refresh of one store: sources are probed cheaply and only changed ones fetched
+    /// and parsed; listeners on the store are rebuilt when its version changed. A failure is
+    /// logged and the next interval tries again.
+    pub async fn refresh(&self, name: &str) -> Result<bool, String> {
+        let changed = self.load_store(name, false).await?;
+        if changed {
+            if let Some(problem) = self.rebuild(Some(name)).into_iter().next() {
+                // The store is in the map but not in the listeners' configs: load everything
+                // again next time so the swap is retried.
+                if let Some(state) = self.states.get(name) {
+                    *state.lock().await = StoreState::default();
+                }
+                return Err(problem);
             }
         }
-        Some(result)
+        Ok(changed)
     }
 }
 
@@ -191,9 +178,6 @@ pub async fn refresh_loop(
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        let r = reloader.clone();
-        let n = name.clone();
-        // Parsing a large CRL takes a while: keep it off the async worker threads.
-        let _ = tokio::task::spawn_blocking(move || r.refresh_if_changed(&n)).await;
+        let _ = reloader.refresh(&name).await;
     }
 }
