@@ -1207,3 +1207,17 @@ async fn a_silent_client_after_the_handshake_is_closed_at_the_idle_timeout() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crl_for_a_client_sent_intermediate_is_checked_against_that_intermediates_key() {
+    let mut pki = Pki::new();
+    let backend = Backend::start().await;
+    // The bundle holds the root only, so the intermediate's CRL cannot be checked at load;
+    // one signed by another key with the intermediate's name must not be trusted at use.
+    let imposter = root_ca("certgate test intermediate");
+    pki.inter_crl = imposter.crl(&[&pki.good.serial]);
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    let rec = refused(&proxy, &backend, cfg, 1).await;
+    assert_failed(&rec, "ClientCertCrlProcessingError");
+}

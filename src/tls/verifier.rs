@@ -1,7 +1,6 @@
 //! Client-certificate verifiers for passthrough and verify mode, with ALB's limits and failure
 //! codes. Each connection wraps the shared verifier with its own `HandshakeRecord`.
 
-use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -10,13 +9,14 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use webpki::{EndEntityCert, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy};
+use webpki::EndEntityCert;
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
 use super::status::{from_webpki, Failure, HandshakeRecord, VerifyCode};
 use crate::certinfo;
 use crate::config::ChainLimits;
+use crate::truststore::revocation::Status;
 use crate::truststore::TrustStore;
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";
@@ -205,22 +205,16 @@ fn check_chain(
     }
 
     let ee = EndEntityCert::try_from(end_entity).map_err(|e| from_webpki(&e))?;
-    let crl_refs: Vec<&webpki::CertRevocationList<'static>> =
-        store.crls.iter().map(Borrow::borrow).collect();
-    let revocation = if crl_refs.is_empty() {
-        None
-    } else {
-        RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-            b.with_depth(RevocationCheckDepth::Chain)
-                .with_status_policy(UnknownStatusPolicy::Allow)
-                .build()
-        })
-    };
     let max_depth = store.limits.max_chain_depth;
-    // Path checks webpki does not know about; a refusal is carried out through `refused`
-    // because the callback can only return webpki's own error type.
-    let refused: RefCell<Option<Failure>> = RefCell::new(None);
+    // Path checks webpki does not do (or, for revocation, does too slowly for large CRLs); a
+    // refusal is carried out through `refused` because the callback can only return webpki's
+    // own error type.
+    let refused: RefCell<Option<(Failure, CertificateError)>> = RefCell::new(None);
     let path_check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let refuse = |f: Failure, alert: CertificateError| {
+            *refused.borrow_mut() = Some((f, alert));
+            Err(webpki::Error::UnsupportedCertVersion)
+        };
         // leaf + intermediates on the path + the trust anchor
         let len = 2 + path.intermediate_certificates().count();
         if len > max_depth {
@@ -238,9 +232,11 @@ fn check_chain(
                 )),
             };
             if let Err(f) = checked {
-                *refused.borrow_mut() = Some(f);
-                return Err(webpki::Error::UnsupportedCertVersion);
+                return refuse(f, CertificateError::BadEncoding);
             }
+        }
+        if let Err((f, alert)) = check_revocation(store, path, algorithms) {
+            return refuse(f, alert);
         }
         Ok(())
     };
@@ -250,14 +246,81 @@ fn check_chain(
         intermediates,
         time,
         webpki::KeyUsage::client_auth(),
-        revocation,
+        None,
         Some(&path_check),
     );
     match (result, refused.into_inner()) {
         (Ok(_), _) => Ok(()),
-        (Err(_), Some(f)) => Err((f, CertificateError::BadEncoding)),
+        (Err(_), Some(refusal)) => Err(refusal),
         (Err(e), None) => Err(from_webpki(&e)),
     }
+}
+
+/// Checks the leaf and every intermediate of a built path against the store's CRLs. A
+/// certificate with no CRL from its issuer is fine, as on ALB.
+fn check_revocation(
+    store: &TrustStore,
+    path: &webpki::VerifiedPath<'_>,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Result<(), (Failure, CertificateError)> {
+    if store.crls.is_empty() {
+        return Ok(());
+    }
+    let intermediates: Vec<&webpki::Cert<'_>> = path.intermediate_certificates().collect();
+    let anchor_spki = der_sequence(path.anchor().subject_public_key_info.as_ref());
+    let certs = std::iter::once(&**path.end_entity()).chain(intermediates.iter().copied());
+    for (k, cert) in certs.enumerate() {
+        let issuer_spki = match intermediates.get(k) {
+            Some(issuer) => issuer.subject_public_key_info().as_ref().to_vec(),
+            None => anchor_spki.clone(),
+        };
+        let what = if k == 0 {
+            "client certificate".to_string()
+        } else {
+            format!("intermediate #{k} of the client chain")
+        };
+        for crl in &store.crls {
+            match crl.status(cert.issuer(), cert.serial(), &issuer_spki, algorithms.all) {
+                Status::Revoked => {
+                    return Err((
+                        Failure::new(
+                            VerifyCode::CrlHit,
+                            format!("{what} (serial {}) is revoked by a CRL of the trust store", certinfo::serial_hex(cert.serial())),
+                        ),
+                        CertificateError::Revoked,
+                    ))
+                }
+                Status::BadSignature => {
+                    return Err((
+                        Failure::new(
+                            VerifyCode::CrlProcessingError,
+                            format!("the CRL for the issuer of the {what} does not verify with that issuer's key"),
+                        ),
+                        CertificateError::UnknownRevocationStatus,
+                    ))
+                }
+                Status::Good | Status::NotApplicable => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wraps DER contents in a SEQUENCE header (webpki keeps trust-anchor keys without it).
+fn der_sequence(contents: &[u8]) -> Vec<u8> {
+    let len = contents.len();
+    let mut out = Vec::with_capacity(len + 6);
+    out.push(0x30);
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+    out
 }
 
 impl ClientCertVerifier for ConnVerifier {

@@ -8,7 +8,7 @@ use rustls::pki_types::SignatureVerificationAlgorithm;
 /// One DER element: (tag, contents, the whole element, what follows).
 type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
 
-fn element(input: &[u8]) -> Option<Element<'_>> {
+pub(crate) fn element(input: &[u8]) -> Option<Element<'_>> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -48,6 +48,31 @@ fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         return None;
     };
     Some((tbs, alg, signature))
+}
+
+/// The issuer Name of a CRL, without its SEQUENCE header (the form webpki's `Cert::issuer`
+/// returns).
+pub fn issuer_of(crl_der: &[u8]) -> Option<&[u8]> {
+    let (0x30, outer, _, _) = element(crl_der)? else {
+        return None;
+    };
+    let (0x30, tbs, _, _) = element(outer)? else {
+        return None;
+    };
+    let (tag, _, _, mut rest) = element(tbs)?;
+    if tag == 0x02 {
+        // version
+        let (0x30, _, _, r) = element(rest)? else {
+            return None;
+        };
+        rest = r;
+    } else if tag != 0x30 {
+        return None;
+    }
+    let (0x30, issuer, _, _) = element(rest)? else {
+        return None;
+    };
+    Some(issuer)
 }
 
 /// The algorithm (contents) and key bits of a SubjectPublicKeyInfo element.

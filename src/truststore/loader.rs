@@ -13,11 +13,11 @@ use super::{
 use crate::config::{Source, TrustStoreConfig};
 
 /// What a store's last successful load left behind, per source (bundle first, then CRLs).
+/// CRL bytes are not kept — their parsed form is — so a 50 MB CRL is not held twice.
 #[derive(Debug, Default)]
 pub struct StoreState {
     probes: Vec<Option<String>>,
-    fetched: Vec<Option<Fetched>>,
-    bundle: Option<(String, Arc<ParsedBundle>)>,
+    bundle: Option<(Fetched, Arc<ParsedBundle>)>,
     /// Per CRL source: (its tag, the bundle tag it was checked against, the parsed CRLs).
     crls: Vec<Option<(String, String, Arc<ParsedCrls>)>>,
 }
@@ -35,8 +35,15 @@ fn fetch_error(cfg: &TrustStoreConfig, reason: String) -> TrustStoreError {
     }
 }
 
+/// A CRL source for this load: new bytes to parse, or the parsed form of the last load.
+enum CrlInput {
+    Fresh(Fetched),
+    Reused(String, Arc<ParsedCrls>),
+}
+
 /// Loads `cfg`. With `force` every source is fetched; otherwise only sources whose probe
-/// changed since `state` was last committed. Returns `Ok(None)` when nothing changed.
+/// changed since `state` was last committed (and every CRL when the bundle changed, since
+/// CRL signatures are checked against the bundle). Returns `Ok(None)` when nothing changed.
 pub async fn load(
     cfg: &TrustStoreConfig,
     sources: &Sources,
@@ -44,32 +51,51 @@ pub async fn load(
     force: bool,
 ) -> Result<Option<TrustStore>, TrustStoreError> {
     let srcs = sources_of(cfg);
-    let n = srcs.len();
-    let mut probes = Vec::with_capacity(n);
-    let mut fetched = Vec::with_capacity(n);
-    let mut changed = force || state.fetched.len() != n;
-    for (i, src) in srcs.iter().enumerate() {
+    let mut probes = Vec::with_capacity(srcs.len());
+    let same_probe = |i: usize, probe: &str| {
+        !force && state.probes.get(i).cloned().flatten().as_deref() == Some(probe)
+    };
+
+    let probe = sources
+        .probe(srcs[0])
+        .await
+        .map_err(|e| fetch_error(cfg, e))?;
+    let (bundle_in, old_bundle) = match &state.bundle {
+        Some((f, parsed)) if same_probe(0, &probe) => (f.clone(), Some(parsed.clone())),
+        _ => (
+            sources
+                .fetch(srcs[0], MAX_BUNDLE_FILE_SIZE)
+                .await
+                .map_err(|e| fetch_error(cfg, e))?,
+            None,
+        ),
+    };
+    let mut changed = old_bundle.is_none() || state.crls.len() + 1 != srcs.len();
+    probes.push(Some(probe));
+
+    let mut crl_inputs = Vec::with_capacity(srcs.len() - 1);
+    for (i, src) in srcs.iter().enumerate().skip(1) {
         let probe = sources.probe(src).await.map_err(|e| fetch_error(cfg, e))?;
-        let previous = state.fetched.get(i).cloned().flatten();
-        let same =
-            !force && state.probes.get(i).cloned().flatten().as_deref() == Some(probe.as_str());
-        let f = match previous {
-            Some(prev) if same => prev,
-            _ => {
+        let reusable = state
+            .crls
+            .get(i - 1)
+            .cloned()
+            .flatten()
+            .filter(|(_, btag, _)| *btag == bundle_in.tag && same_probe(i, &probe));
+        let input = match reusable {
+            Some((tag, _, parsed)) => CrlInput::Reused(tag, parsed),
+            None => {
                 changed = true;
-                let max = if i == 0 {
-                    MAX_BUNDLE_FILE_SIZE
-                } else {
-                    MAX_CRL_FILE_SIZE
-                };
-                sources
-                    .fetch(src, max)
-                    .await
-                    .map_err(|e| fetch_error(cfg, e))?
+                CrlInput::Fresh(
+                    sources
+                        .fetch(src, MAX_CRL_FILE_SIZE)
+                        .await
+                        .map_err(|e| fetch_error(cfg, e))?,
+                )
             }
         };
         probes.push(Some(probe));
-        fetched.push(f);
+        crl_inputs.push(input);
     }
     if !changed {
         return Ok(None);
@@ -79,47 +105,40 @@ pub async fn load(
     let name = cfg.name.clone();
     let names: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
     let limits = cfg.limits;
-    let old_bundle = state.bundle.clone();
-    let old_crls = state.crls.clone();
-    let inputs = fetched.clone();
     let built = tokio::task::spawn_blocking(move || {
-        let bundle_tag = inputs[0].tag.clone();
         let bundle = match old_bundle {
-            Some((tag, parsed)) if tag == bundle_tag => parsed,
-            _ => Arc::new(parse_bundle(&name, &names[0], &inputs[0].bytes)?),
+            Some(parsed) => parsed,
+            None => Arc::new(parse_bundle(&name, &names[0], &bundle_in.bytes)?),
         };
-        let mut crls = Vec::with_capacity(inputs.len().saturating_sub(1));
-        let mut sets = Vec::with_capacity(inputs.len().saturating_sub(1));
-        for (i, f) in inputs.iter().enumerate().skip(1) {
-            let reuse = old_crls
-                .get(i - 1)
-                .cloned()
-                .flatten()
-                .filter(|(tag, btag, _)| *tag == f.tag && *btag == bundle_tag);
-            let parsed = match reuse {
-                Some((_, _, p)) => p,
-                None => Arc::new(parse_crls(&name, &names[i], &f.bytes, &bundle)?),
+        let mut versions = vec![SourceVersion {
+            source: names[0].clone(),
+            tag: bundle_in.tag.clone(),
+        }];
+        let mut crls = Vec::with_capacity(crl_inputs.len());
+        let mut sets = Vec::with_capacity(crl_inputs.len());
+        for (i, input) in crl_inputs.into_iter().enumerate() {
+            let (tag, parsed) = match input {
+                CrlInput::Reused(tag, parsed) => (tag, parsed),
+                CrlInput::Fresh(f) => {
+                    let parsed = Arc::new(parse_crls(&name, &names[i + 1], &f.bytes, &bundle)?);
+                    (f.tag, parsed)
+                }
             };
-            crls.push(Some((f.tag.clone(), bundle_tag.clone(), parsed.clone())));
+            versions.push(SourceVersion {
+                source: names[i + 1].clone(),
+                tag: tag.clone(),
+            });
+            crls.push(Some((tag, bundle_in.tag.clone(), parsed.clone())));
             sets.push(parsed);
         }
-        let versions = names
-            .iter()
-            .zip(&inputs)
-            .map(|(source, f)| SourceVersion {
-                source: source.clone(),
-                tag: f.tag.clone(),
-            })
-            .collect();
         let store = assemble(&name, &bundle, &sets, limits, versions);
-        Ok::<_, TrustStoreError>((store, (bundle_tag, bundle), crls))
+        Ok::<_, TrustStoreError>((store, (bundle_in, bundle), crls))
     })
     .await
     .map_err(|e| fetch_error(cfg, format!("loading task failed: {e}")))??;
 
     let (store, bundle, crls) = built;
     state.probes = probes;
-    state.fetched = fetched.into_iter().map(Some).collect();
     state.bundle = Some(bundle);
     state.crls = crls;
     Ok(Some(store))

@@ -7,6 +7,7 @@ mod crl;
 pub mod describe;
 pub mod loader;
 pub mod reload;
+pub mod revocation;
 pub mod source;
 
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor};
 use rustls::DistinguishedName;
-use webpki::{CertRevocationList, OwnedCertRevocationList};
 use x509_parser::prelude::*;
 
 use crate::certinfo;
@@ -69,7 +69,7 @@ pub struct TrustStore {
     /// Subjects of the CAs, sent in the CertificateRequest when advertising is on.
     pub ca_names: Vec<DistinguishedName>,
     /// Shared with the next store when their source did not change.
-    pub crls: Vec<Arc<CertRevocationList<'static>>>,
+    pub crls: Vec<Arc<revocation::RevokedSerials>>,
     pub cas: Vec<CaInfo>,
     pub crl_infos: Vec<CrlInfo>,
     pub limits: ChainLimits,
@@ -98,7 +98,7 @@ pub struct ParsedBundle {
 /// The CRLs of one source (a PEM file may hold several).
 #[derive(Debug, Clone)]
 pub struct ParsedCrls {
-    pub crls: Vec<(Arc<CertRevocationList<'static>>, CrlInfo)>,
+    pub crls: Vec<(Arc<revocation::RevokedSerials>, CrlInfo)>,
 }
 
 fn looks_like_pem(data: &[u8]) -> bool {
@@ -222,8 +222,9 @@ pub fn parse_crls(
             .filter(|(subject, _)| subject.as_slice() == parsed.issuer().as_raw())
             .map(|(_, spki)| spki.as_slice())
             .collect();
+        let mut verified_spki = None;
         if keys.is_empty() {
-            tracing::warn!(
+            tracing::debug!(
                 trust_store = store,
                 source = src,
                 "CRL issuer {issuer} is not a CA of the bundle; its signature is checked when a client chain through that CA is verified"
@@ -233,16 +234,16 @@ pub fn parse_crls(
                 .signature_verification_algorithms
                 .all;
             let mut last = String::new();
-            let ok = keys
-                .iter()
-                .any(|spki| match crl::verify_signature(&der, spki, algorithms) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        last = e;
-                        false
+            for spki in &keys {
+                match crl::verify_signature(&der, spki, algorithms) {
+                    Ok(()) => {
+                        verified_spki = Some(spki.to_vec());
+                        break;
                     }
-                });
-            if !ok {
+                    Err(e) => last = e,
+                }
+            }
+            if verified_spki.is_none() {
                 return Err(invalid(
                     store,
                     src,
@@ -258,15 +259,14 @@ pub fn parse_crls(
             next_update_unix: parsed.next_update().map(|t| t.timestamp()),
         };
         drop(parsed);
-        let owned = OwnedCertRevocationList::from_der(&der).map_err(|e| {
+        let index = revocation::RevokedSerials::new(&der, verified_spki).map_err(|e| {
             invalid(
                 store,
                 src,
                 format!("CRL from {} cannot be used: {e:?}", info.issuer),
             )
         })?;
-        out.crls
-            .push((Arc::new(CertRevocationList::Owned(owned)), info));
+        out.crls.push((Arc::new(index), info));
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
 use crate::config::{S3Settings, Source};
@@ -119,9 +119,7 @@ impl Sources {
                     .set_version_id(version_id.clone())
                     .send()
                     .await
-                    .map_err(|e| {
-                        self.s3_error(src, "HEAD", &DisplayErrorContext(&e).to_string())
-                    })?;
+                    .map_err(|e| self.s3_error(src, "HEAD", &sdk_error(&e)))?;
                 Ok(s3_tag(out.version_id(), out.e_tag()))
             }
         }
@@ -161,7 +159,7 @@ impl Sources {
                     .set_version_id(version_id.clone())
                     .send()
                     .await
-                    .map_err(|e| self.s3_error(src, "GET", &DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| self.s3_error(src, "GET", &sdk_error(&e)))?;
                 if let Some(len) = out.content_length().and_then(|l| u64::try_from(l).ok()) {
                     if len > max {
                         return Err(too_big(len));
@@ -207,6 +205,44 @@ impl Sources {
             "S3 {op} of bucket {bucket:?} key {key:?} ({src}) at {} failed{hint}: {detail}",
             self.endpoint()
         )
+    }
+}
+
+/// One line for an SDK error: the service's code and message with the HTTP status, or the
+/// transport failure with its causes — not the raw response the SDK's own formatting appends.
+fn sdk_error<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let status = se.raw().status().as_u16();
+            let code = err.code().unwrap_or(match status {
+                404 => "NotFound",
+                403 => "AccessDenied",
+                _ => "error",
+            });
+            match err.message() {
+                Some(m) => format!("{code} (HTTP {status}): {m}"),
+                None => format!("{code} (HTTP {status})"),
+            }
+        }
+        SdkError::TimeoutError(_) => "request timed out".to_string(),
+        SdkError::DispatchFailure(_) => {
+            let mut s = "connection failed".to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(inner) = cur {
+                let t = inner.to_string();
+                if !s.contains(&t) {
+                    s.push_str(": ");
+                    s.push_str(&t);
+                }
+                cur = inner.source();
+            }
+            s
+        }
+        other => DisplayErrorContext(other).to_string(),
     }
 }
 

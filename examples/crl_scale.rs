@@ -1,0 +1,116 @@
+//! How much a big CRL costs: builds a trust store whose CRL has N revoked entries (default
+//! 1,000,000) and prints the build time, the resident memory it adds, and the time of one
+//! client verification against it.
+//!
+//!     cargo run --release --example crl_scale -- [ENTRIES]
+
+use std::time::Instant;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+};
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let entries: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "crl scale CA");
+    let ca = params.self_signed(&key)?;
+    let issuer = Issuer::new(params, key);
+    let now = time::OffsetDateTime::now_utc();
+
+    let t = Instant::now();
+    let revoked = (0..entries as u64)
+        .map(|i| {
+            let mut serial = [0u8; 16];
+            serial[0] = 0x40;
+            serial[8..].copy_from_slice(&i.to_be_bytes());
+            RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            }
+        })
+        .collect();
+    let crl = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + time::Duration::days(7),
+        crl_number: SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)?;
+    let der = crl.der().to_vec();
+    println!(
+        "generated a CRL with {entries} entries: {} bytes of DER in {:.2?}",
+        der.len(),
+        t.elapsed()
+    );
+
+    let before = rss_kib();
+    let t = Instant::now();
+    let store = certgate::truststore::build(
+        "scale",
+        "ca.pem",
+        ca.pem().as_bytes(),
+        &[("crl.der".to_string(), der)],
+        certgate::config::ChainLimits::default(),
+    )?;
+    let build = t.elapsed();
+    let after = rss_kib();
+    println!(
+        "trust store built in {build:.2?}: {} revoked entries, +{} MiB resident (RSS {} MiB -> {} MiB)",
+        store.revoked_entries(),
+        (after.saturating_sub(before)) / 1024,
+        before / 1024,
+        after / 1024
+    );
+
+    // One client verification against the store, as a handshake does it.
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "client");
+    let leaf = leaf.signed_by(&leaf_key, &issuer)?;
+    let policy = certgate::tls::verifier::Policy::Verify {
+        store: std::sync::Arc::new(store),
+        ignore_expiry: false,
+        advertise_ca_names: false,
+    };
+    let algorithms = certgate::crypto_provider().signature_verification_algorithms;
+    let now = rustls::pki_types::UnixTime::now();
+    let rounds = 20;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        certgate::tls::verifier::verify_chain(&policy, &algorithms, leaf.der(), &[], now)
+            .map_err(|f| f.to_string())?;
+    }
+    println!(
+        "one client verification against it: {:.2?} (mean of {rounds})",
+        t.elapsed() / rounds
+    );
+    Ok(())
+}
