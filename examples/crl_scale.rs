@@ -2,7 +2,10 @@
 //! 1,000,000) and prints the build time, the resident memory it adds, and the time of one
 //! client verification against it.
 //!
-//!     cargo run --release --example crl_scale -- [ENTRIES]
+//!     cargo run --release --example crl_scale -- [ENTRIES] [DIR]
+//!
+//! With DIR, a first run writes the CA and the CRL there and stops; a second run with the same
+//! DIR only loads them, so its peak memory is that of loading alone.
 
 use std::time::Instant;
 
@@ -12,11 +15,15 @@ use rcgen::{
 };
 
 fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -29,6 +36,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1_000_000);
+    let dir = std::env::args().nth(2).map(std::path::PathBuf::from);
+    if let Some(d) = dir.as_ref().filter(|d| d.join("crl.der").exists()) {
+        let ca_pem = std::fs::read(d.join("ca.pem"))?;
+        let der = std::fs::read(d.join("crl.der"))?;
+        let der_len = der.len();
+        let before = rss_kib();
+        let t = Instant::now();
+        let store = certgate::truststore::build(
+            "scale",
+            "ca.pem",
+            &ca_pem,
+            &[("crl.der".to_string(), der)],
+            certgate::config::ChainLimits::default(),
+        )?;
+        let index: usize = store.crls.iter().map(|c| c.heap_bytes()).sum();
+        println!(
+            "loaded {} entries ({:.1} MiB of DER) in {:.2?}: index {:.1} MiB; RSS {} MiB before -> {} MiB after, peak {} MiB",
+            store.revoked_entries(),
+            der_len as f64 / 1048576.0,
+            t.elapsed(),
+            index as f64 / 1048576.0,
+            before / 1024,
+            rss_kib() / 1024,
+            status_kib("VmHWM:") / 1024
+        );
+        return Ok(());
+    }
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -64,12 +98,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     .signed_by(&issuer)?;
     let der = crl.der().to_vec();
+    if let Some(d) = &dir {
+        std::fs::create_dir_all(d)?;
+        std::fs::write(d.join("ca.pem"), ca.pem())?;
+        std::fs::write(d.join("crl.der"), &der)?;
+        println!(
+            "wrote {} and {}; run again with the same DIR to load them",
+            d.join("ca.pem").display(),
+            d.join("crl.der").display()
+        );
+        return Ok(());
+    }
     println!(
         "generated a CRL with {entries} entries: {} bytes of DER in {:.2?}",
         der.len(),
         t.elapsed()
     );
 
+    let der_len = der.len();
     let before = rss_kib();
     let t = Instant::now();
     let store = certgate::truststore::build(
@@ -81,12 +127,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let build = t.elapsed();
     let after = rss_kib();
+    let index: usize = store.crls.iter().map(|c| c.heap_bytes()).sum();
     println!(
-        "trust store built in {build:.2?}: {} revoked entries, +{} MiB resident (RSS {} MiB -> {} MiB)",
+        "trust store built in {build:.2?}: {} revoked entries; index {:.1} MiB; RSS {} MiB with the {:.1} MiB CRL in hand -> {} MiB after (peak {} MiB)",
         store.revoked_entries(),
-        (after.saturating_sub(before)) / 1024,
+        index as f64 / 1048576.0,
         before / 1024,
-        after / 1024
+        der_len as f64 / 1048576.0,
+        after / 1024,
+        status_kib("VmHWM:") / 1024
     );
 
     // One client verification against the store, as a handshake does it.

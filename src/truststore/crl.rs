@@ -50,9 +50,15 @@ fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     Some((tbs, alg, signature))
 }
 
-/// The issuer Name of a CRL, without its SEQUENCE header (the form webpki's `Cert::issuer`
-/// returns).
-pub fn issuer_of(crl_der: &[u8]) -> Option<&[u8]> {
+/// The fields of a CRL's header that certgate shows, as whole DER elements; read without
+/// parsing the (possibly million-entry) list of revoked certificates.
+pub struct CrlHeader<'a> {
+    pub issuer: &'a [u8],
+    pub this_update: &'a [u8],
+    pub next_update: Option<&'a [u8]>,
+}
+
+pub fn header(crl_der: &[u8]) -> Option<CrlHeader<'_>> {
     let (0x30, outer, _, _) = element(crl_der)? else {
         return None;
     };
@@ -61,7 +67,7 @@ pub fn issuer_of(crl_der: &[u8]) -> Option<&[u8]> {
     };
     let (tag, _, _, mut rest) = element(tbs)?;
     if tag == 0x02 {
-        // version
+        // version, then the signature algorithm
         let (0x30, _, _, r) = element(rest)? else {
             return None;
         };
@@ -69,10 +75,28 @@ pub fn issuer_of(crl_der: &[u8]) -> Option<&[u8]> {
     } else if tag != 0x30 {
         return None;
     }
-    let (0x30, issuer, _, _) = element(rest)? else {
+    let (0x30, _, issuer, rest) = element(rest)? else {
         return None;
     };
-    Some(issuer)
+    let (0x17 | 0x18, _, this_update, rest) = element(rest)? else {
+        return None;
+    };
+    let next_update = match element(rest) {
+        Some((0x17 | 0x18, _, next, _)) => Some(next),
+        _ => None,
+    };
+    Some(CrlHeader {
+        issuer,
+        this_update,
+        next_update,
+    })
+}
+
+/// The issuer Name of a CRL, without its SEQUENCE header (the form webpki's `Cert::issuer`
+/// returns).
+pub fn issuer_of(crl_der: &[u8]) -> Option<&[u8]> {
+    let (_, contents, _, _) = element(header(crl_der)?.issuer)?;
+    Some(contents)
 }
 
 /// The algorithm (contents) and key bits of a SubjectPublicKeyInfo element.

@@ -16,6 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor};
 use rustls::DistinguishedName;
 use x509_parser::prelude::*;
+use x509_parser::time::ASN1Time;
 
 use crate::certinfo;
 use crate::config::ChainLimits;
@@ -213,13 +214,24 @@ pub fn parse_crls(
     };
     let mut out = ParsedCrls { crls: Vec::new() };
     for der in ders {
-        let (_, parsed) = CertificateRevocationList::from_der(&der)
-            .map_err(|e| invalid(store, src, format!("not a valid CRL: {e}")))?;
-        let issuer = certinfo::rfc2253(parsed.issuer());
+        // Only the header is parsed here; the revoked entries are read once, into the index.
+        let not_crl = |what: &str| invalid(store, src, format!("not a valid CRL: {what}"));
+        let head = crl::header(&der).ok_or_else(|| not_crl("its structure cannot be read"))?;
+        let (_, issuer_name) =
+            X509Name::from_der(head.issuer).map_err(|e| not_crl(&format!("issuer: {e}")))?;
+        let time = |t: &[u8]| ASN1Time::from_der(t).map(|(_, t)| t.timestamp());
+        let this_update_unix =
+            time(head.this_update).map_err(|e| not_crl(&format!("thisUpdate: {e}")))?;
+        let next_update_unix = head
+            .next_update
+            .map(time)
+            .transpose()
+            .map_err(|e| not_crl(&format!("nextUpdate: {e}")))?;
+        let issuer = certinfo::rfc2253(&issuer_name);
         let keys: Vec<&[u8]> = bundle
             .ca_keys
             .iter()
-            .filter(|(subject, _)| subject.as_slice() == parsed.issuer().as_raw())
+            .filter(|(subject, _)| subject.as_slice() == issuer_name.as_raw())
             .map(|(_, spki)| spki.as_slice())
             .collect();
         let mut verified_spki = None;
@@ -251,21 +263,20 @@ pub fn parse_crls(
                 ));
             }
         }
-        let info = CrlInfo {
-            source: src.to_string(),
-            issuer,
-            revoked_entries: parsed.iter_revoked_certificates().count(),
-            this_update_unix: parsed.last_update().timestamp(),
-            next_update_unix: parsed.next_update().map(|t| t.timestamp()),
-        };
-        drop(parsed);
         let index = revocation::RevokedSerials::new(&der, verified_spki).map_err(|e| {
             invalid(
                 store,
                 src,
-                format!("CRL from {} cannot be used: {e:?}", info.issuer),
+                format!("CRL from {issuer} cannot be used: {e:?}"),
             )
         })?;
+        let info = CrlInfo {
+            source: src.to_string(),
+            issuer,
+            revoked_entries: index.len(),
+            this_update_unix,
+            next_update_unix,
+        };
         out.crls.push((Arc::new(index), info));
     }
     Ok(out)

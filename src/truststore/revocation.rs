@@ -90,6 +90,11 @@ impl RevokedSerials {
         self.offsets.len().saturating_sub(1)
     }
 
+    /// Heap memory held by the index (serials and their offsets).
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.offsets.capacity() * std::mem::size_of::<u32>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
