@@ -165,3 +165,103 @@ impl RevokedSerials {
         ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
+        KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    };
+
+    fn ca(cn: &str) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = p.self_signed(&key).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+        let spki = parsed.public_key().raw.to_vec();
+        (spki, Issuer::new(p, key))
+    }
+
+    fn crl(issuer: &Issuer<'_, KeyPair>, serials: &[&[u8]]) -> Vec<u8> {
+        let now = time::OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(s),
+                    revocation_time: now,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(issuer)
+        .unwrap()
+        .der()
+        .to_vec()
+    }
+
+    #[test]
+    fn finds_revoked_serials_and_respects_issuer_name_and_key() {
+        let algs = crate::crypto_provider()
+            .signature_verification_algorithms
+            .all;
+        let (spki, issuer) = ca("index CA");
+        let (other_spki, _) = ca("index CA");
+        let der = crl(&issuer, &[&[0x01], &[0x7F, 0x02], &[0x05], &[0x01]]);
+        let name = super::super::crl::issuer_of(&der).unwrap().to_vec();
+        let loaded = RevokedSerials::new(&der, Some(spki.clone())).unwrap();
+        assert_eq!(loaded.len(), 3, "duplicates collapse");
+        assert_eq!(
+            loaded.status(&name, &[0x7F, 0x02], &spki, algs),
+            Status::Revoked
+        );
+        assert_eq!(loaded.status(&name, &[0x05], &spki, algs), Status::Revoked);
+        assert_eq!(loaded.status(&name, &[0x06], &spki, algs), Status::Good);
+        assert_eq!(loaded.status(&name, &[0x7F], &spki, algs), Status::Good);
+        assert_eq!(
+            loaded.status(b"other", &[0x05], &spki, algs),
+            Status::NotApplicable
+        );
+        assert_eq!(
+            loaded.status(&name, &[0x05], &other_spki, algs),
+            Status::NotApplicable
+        );
+
+        // Not checked at load: verified on first use with the key the path offers.
+        let lazy = RevokedSerials::new(&der, None).unwrap();
+        assert_eq!(lazy.status(&name, &[0x05], &spki, algs), Status::Revoked);
+        assert_eq!(
+            lazy.status(&name, &[0x05], &other_spki, algs),
+            Status::BadSignature
+        );
+        assert_eq!(
+            lazy.status(&name, &[0x05], &other_spki, algs),
+            Status::BadSignature,
+            "cached"
+        );
+    }
+
+    #[test]
+    fn an_empty_crl_and_garbage() {
+        let (spki, issuer) = ca("empty CA");
+        let der = crl(&issuer, &[]);
+        let name = super::super::crl::issuer_of(&der).unwrap().to_vec();
+        let empty = RevokedSerials::new(&der, Some(spki.clone())).unwrap();
+        assert!(empty.is_empty());
+        let algs = crate::crypto_provider()
+            .signature_verification_algorithms
+            .all;
+        assert_eq!(empty.status(&name, &[0x01], &spki, algs), Status::Good);
+        assert!(RevokedSerials::new(b"garbage", None).is_err());
+    }
+}
