@@ -235,10 +235,6 @@ async fn run_demo(bind: SocketAddr) -> Result<()> {
     };
     let addr = server.local_addr("demo").unwrap_or(bind);
     eprintln!("{}", demo::instructions(&dir, addr, backend, &access_log));
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
-    eprintln!("certgate demo: stopping");
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    server::serve_until_signal(server, std::time::Duration::from_secs(5)).await?;
     Ok(())
 }

@@ -192,8 +192,13 @@ impl Server {
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads trust stores and server certificates.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    serve_until_signal(Server::start(config).await?, DEFAULT_GRACE).await
+}
+
+/// Serves until SIGTERM or SIGINT, reloading on SIGHUP, then drains for at most `grace`.
+pub async fn serve_until_signal(server: Server, grace: Duration) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let server = Arc::new(Server::start(config).await?);
+    let server = Arc::new(server);
     let sig = |k| {
         signal(k).map_err(|error| StartError::Log {
             what: "signal handler",
@@ -227,7 +232,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Ok(s) => s,
         Err(_) => return Ok(()),
     };
-    if server.shutdown(DEFAULT_GRACE).await {
+    if server.shutdown(grace).await {
         tracing::info!("all connections closed");
     } else {
         tracing::warn!("grace period over; closing remaining connections");
