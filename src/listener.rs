@@ -204,6 +204,10 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Ok(slot) = rt.shared.conn_slots.clone().try_acquire_owned() else {
+                    refuse_over_limit(stream, peer, &rt, &conn_log, conn_log_alb);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let rt = rt.clone();
                 let log = conn_log.clone();
@@ -211,6 +215,7 @@ pub async fn accept_loop(
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     connection(stream, peer, rt, log, conn_log_alb, watcher, stop).await;
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -348,7 +353,8 @@ async fn connection(
         .negotiated_key_exchange_group()
         .map(|g| tlsmod::group_name(g.name()));
     out.tls_handshake_latency_ms = Some(started.elapsed().as_millis() as u64);
-    out.sni = conn.server_name().map(str::to_string);
+    let sni = conn.server_name().map(str::to_string);
+    out.sni = sni.clone();
     out.alpn = conn
         .alpn_protocol()
         .map(|p| String::from_utf8_lossy(p).into_owned());
@@ -378,6 +384,7 @@ async fn connection(
         listener: shared.clone(),
         headers: conn_headers,
         leaf_subject: leaf.map(|l| l.subject),
+        sni: sni.clone(),
     });
     let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
     let timer = hyper_util::rt::TokioTimer::new();
@@ -386,8 +393,20 @@ async fn connection(
         .http1()
         .keep_alive(true)
         .timer(timer.clone())
-        .header_read_timeout(shared.timeouts.idle);
-    builder.http2().timer(timer);
+        .header_read_timeout(shared.timeouts.idle)
+        // Past this hyper answers 431 itself; below it `proxy` applies the configured limits
+        // with a message saying which.
+        .max_buf_size(
+            shared
+                .limits
+                .max_header_bytes
+                .saturating_mul(2)
+                .max(16 * 1024),
+        )
+        .max_headers(256);
+    builder.http2().timer(timer).max_header_list_size(
+        u32::try_from(shared.limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+    );
     // ALPN already decided the protocol; serving exactly that one means no waiting to sniff a
     // preface, so the idle clock below covers a client that completes TLS and then says nothing.
     let builder = if conn_alpn_is_h2 {
@@ -448,6 +467,45 @@ async fn close_requested(rx: &mut Option<watch::Receiver<bool>>) {
         }
     }
     std::future::pending::<()>().await
+}
+
+/// A connection past `max_connections`: closed at once, before any TLS work, and logged, so an
+/// overload costs the proxy as little as possible.
+fn refuse_over_limit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rt: &ListenerRuntime,
+    log: &LogSink,
+    alb: bool,
+) {
+    drop(stream);
+    let tls = rt.tls.load();
+    let record = ConnectionRecord {
+        timestamp: time::OffsetDateTime::now_utc(),
+        client: peer,
+        local: rt.local,
+        tls_protocol: None,
+        tls_cipher: None,
+        tls_handshake_latency_ms: None,
+        leaf: None,
+        tls_verify_status: VerifyCode::Unmapped.status(),
+        conn_trace_id: crate::logs::new_trace_id(),
+        tls_keyexchange: None,
+        listener: rt.shared.name.clone(),
+        mode: tls.mode.as_str(),
+        sni: None,
+        alpn: None,
+        trust_store_version: tls.trust_store_version.clone(),
+        tls_verify_detail: Some(format!(
+            "listener has {} open connections (max_connections); connection closed",
+            rt.shared.max_connections
+        )),
+    };
+    log.write(if alb {
+        record.to_alb()
+    } else {
+        record.to_json()
+    });
 }
 
 /// Malformed requests are answered by hyper itself (400/431); say so with the trace id.

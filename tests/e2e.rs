@@ -1221,3 +1221,104 @@ async fn a_crl_for_a_client_sent_intermediate_is_checked_against_that_intermedia
     let rec = refused(&proxy, &backend, cfg, 1).await;
     assert_failed(&rec, "ClientCertCrlProcessingError");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_certgate_answers_itself() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, VERIFY, "").await;
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    let big = "a".repeat(17 * 1024);
+    let many: String = (0..70)
+        .map(|i| format!("X-Filler-{i}: {}\r\n", "b".repeat(1000)))
+        .collect();
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "WebSocket upgrade",
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".into(),
+            501,
+            "not supported",
+        ),
+        (
+            "one header over 16 KiB",
+            format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"),
+            431,
+            "x-big",
+        ),
+        (
+            "headers over 64 KiB in total",
+            format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n"),
+            431,
+            "request headers are",
+        ),
+        (
+            "Host other than the TLS server name",
+            "GET / HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n".into(),
+            421,
+            "other.example",
+        ),
+    ];
+    for (what, req, status, body) in cases {
+        let resp = raw_http1(proxy.addr, cfg.clone(), &req).await.unwrap();
+        assert_eq!(status_of(&resp), Some(status), "{what}: {resp}");
+        assert!(resp.contains(body), "{what}: {resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("connection: close"),
+            "{what}: {resp}"
+        );
+    }
+    assert_eq!(backend.count(), 0, "none of them reached the backend");
+    let acc = proxy.access_records(4);
+    assert!(acc.iter().all(|a| a["error_reason"].is_string()), "{acc:?}");
+    // Both framings at once: Transfer-Encoding wins (RFC 9112 §6.3), Content-Length is dropped,
+    // and the backend gets one consistently framed request.
+    let both = "POST /te HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let resp = raw_http1(proxy.addr, cfg.clone(), both).await.unwrap();
+    assert_eq!(status_of(&resp), Some(200), "{resp}");
+    assert!(resp.contains("with 3 body bytes"), "{resp}");
+    assert!(!backend.last().has("content-length") || backend.last().one("content-length") == "3");
+    // Host with a port, and no Host mismatch, still works.
+    let ok = "GET / HTTP/1.1\r\nHost: LOCALHOST:8443\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        status_of(&raw_http1(proxy.addr, cfg, ok).await.unwrap()),
+        Some(200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_max_connections_are_closed_and_logged() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start_edited(&pki, backend.addr, OFF, "", |t| {
+        t.replace("backend = ", "max_connections = 2\nbackend = ")
+    })
+    .await;
+    let cfg = client_config(&pki, None, &[b"http/1.1"]);
+    let a = connect(proxy.addr, cfg.clone()).await.unwrap();
+    let b = connect(proxy.addr, cfg.clone()).await.unwrap();
+    assert!(
+        connect(proxy.addr, cfg.clone()).await.is_err(),
+        "third connection refused"
+    );
+    let recs = proxy.conn_records(3);
+    let refused: Vec<_> = recs
+        .iter()
+        .filter(|r| {
+            r["tls_verify_detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("max_connections")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{recs:?}");
+    drop((a, b));
+    // Slots come back when connections end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match get(proxy.addr, cfg.clone(), "/").await {
+            Ok(200) => break,
+            other => assert!(std::time::Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -30,6 +30,12 @@ pub struct ListenerFile {
     pub handshake_timeout_secs: Option<u64>,
     /// Seconds a client connection may stay silent (no bytes either way) before it is closed.
     pub idle_timeout_secs: Option<u64>,
+    /// Largest single request header field, name and value (ALB: 16 KB).
+    pub max_request_header_field_bytes: Option<usize>,
+    /// Largest request header section in total (ALB: 64 KB).
+    pub max_request_header_bytes: Option<usize>,
+    /// Open client connections at most; further ones are closed at once and logged.
+    pub max_connections: Option<usize>,
     /// Seconds to establish the TCP connection to the backend.
     pub backend_connect_timeout_secs: Option<u64>,
     /// Seconds the backend has to send its response headers.

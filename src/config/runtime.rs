@@ -141,6 +141,17 @@ impl HeaderNames {
     }
 }
 
+/// Request size limits, ALB's quotas by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub max_header_field_bytes: usize,
+    pub max_header_bytes: usize,
+}
+
+pub const DEFAULT_MAX_HEADER_FIELD_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub handshake: Duration,
@@ -167,6 +178,8 @@ pub struct ListenerConfig {
     pub mutual_authentication: MutualAuth,
     pub headers: HeaderNames,
     pub timeouts: Timeouts,
+    pub limits: RequestLimits,
+    pub max_connections: usize,
 }
 
 /// Where trust-store material comes from.
@@ -542,6 +555,44 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
                 &mut p,
             ),
         };
+        let bounded = |k: &str,
+                       v: Option<usize>,
+                       default: usize,
+                       range: std::ops::RangeInclusive<usize>,
+                       p: &mut Problems| match v {
+            None => default,
+            Some(v) if range.contains(&v) => v,
+            Some(_) => {
+                p.push(
+                    &format!("{key}.{k}"),
+                    format!("must be between {} and {}", range.start(), range.end()),
+                );
+                default
+            }
+        };
+        let limits = RequestLimits {
+            max_header_field_bytes: bounded(
+                "max_request_header_field_bytes",
+                l.max_request_header_field_bytes,
+                DEFAULT_MAX_HEADER_FIELD_BYTES,
+                1024..=1 << 20,
+                &mut p,
+            ),
+            max_header_bytes: bounded(
+                "max_request_header_bytes",
+                l.max_request_header_bytes,
+                DEFAULT_MAX_HEADER_BYTES,
+                4096..=4 << 20,
+                &mut p,
+            ),
+        };
+        let max_connections = bounded(
+            "max_connections",
+            l.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1..=1_000_000,
+            &mut p,
+        );
         if let (Some(bind), Some(certificate_chain), Some(private_key), Some(backend)) =
             (bind, chain, pkey, be)
         {
@@ -554,6 +605,8 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
                 mutual_authentication: mutual,
                 headers,
                 timeouts,
+                limits,
+                max_connections,
             });
         }
     }

@@ -31,10 +31,14 @@ pub struct ListenerShared {
     pub timeouts: Timeouts,
     pub strip: Vec<http::HeaderName>,
     pub header_names: crate::config::HeaderNames,
+    pub limits: crate::config::RequestLimits,
     pub client: Client<HttpConnector, Body>,
     pub access_log: Option<LogSink>,
     /// Open verify-mode connections, re-checked when the trust store is reloaded.
     pub open_conns: Arc<crate::listener::OpenConns>,
+    /// One permit per open client connection (`max_connections`).
+    pub conn_slots: Arc<tokio::sync::Semaphore>,
+    pub max_connections: usize,
 }
 
 impl ListenerShared {
@@ -54,6 +58,9 @@ impl ListenerShared {
             timeouts: l.timeouts,
             strip: l.headers.strip_set(),
             header_names: l.headers.clone(),
+            limits: l.limits,
+            conn_slots: Arc::new(tokio::sync::Semaphore::new(l.max_connections)),
+            max_connections: l.max_connections,
             client,
             access_log,
             open_conns: Arc::default(),
@@ -70,6 +77,8 @@ pub struct ConnContext {
     pub listener: Arc<ListenerShared>,
     pub headers: ConnHeaders,
     pub leaf_subject: Option<String>,
+    /// The TLS server name the client asked for, if any.
+    pub sni: Option<String>,
 }
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
@@ -167,6 +176,15 @@ pub async fn handle(
             ))
         }
     };
+
+    if let Some((status, reason)) = refuse(&ctx, &parts, host.as_deref()) {
+        log.error_reason = Some(reason.clone());
+        let mut resp = text(status, &reason);
+        // The framing of anything after a refused request cannot be trusted: close.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(finish(&ctx, log, resp, received));
+    }
 
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_owned(&mut parts.headers, &l.strip);
@@ -266,6 +284,70 @@ fn secs(d: std::time::Duration) -> f64 {
 /// Seconds with microsecond precision, so logs show `0.000105`, not float noise.
 fn secs_f64(s: f64) -> f64 {
     (s * 1_000_000.0).round() / 1_000_000.0
+}
+
+/// Requests certgate answers itself instead of forwarding: the status and the reason.
+fn refuse(
+    ctx: &ConnContext,
+    parts: &http::request::Parts,
+    host: Option<&str>,
+) -> Option<(StatusCode, String)> {
+    let h = &parts.headers;
+    let limits = &ctx.listener.limits;
+    // Framing conflicts never get here: hyper refuses differing Content-Length values and
+    // obs-fold with 400, and with Transfer-Encoding present it drops Content-Length (RFC 9112
+    // §6.3); the request is then re-framed towards the backend, so no two parsers disagree.
+    if let Some((name, value)) = h
+        .iter()
+        .find(|(_, v)| v.len() > limits.max_header_field_bytes)
+    {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request header {name} is {} bytes, more than the limit of {}",
+                value.len(),
+                limits.max_header_field_bytes
+            ),
+        ));
+    }
+    let total: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if total > limits.max_header_bytes {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request headers are {total} bytes, more than the limit of {}",
+                limits.max_header_bytes
+            ),
+        ));
+    }
+    if h.contains_key(http::header::UPGRADE) || parts.method == http::Method::CONNECT {
+        return Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "protocol upgrades (WebSocket, CONNECT) are not supported by certgate".to_string(),
+        ));
+    }
+    // A client certificate was checked for the name the client connected to; a request for
+    // another host on the same connection is answered 421 (RFC 9110 §15.5.20), not forwarded.
+    if let (Some(sni), Some(host)) = (ctx.sni.as_deref(), host) {
+        if !sni.eq_ignore_ascii_case(host_name(host)) {
+            return Some((
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("request for host {host:?} on a connection made for {sni:?}"),
+            ));
+        }
+    }
+    None
+}
+
+/// The name part of a Host value: without the port, and without brackets for IPv6.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
 }
 
 /// Whether a failed forward was the client's doing (its request body broke off), not the
