@@ -497,7 +497,7 @@ async fn off_mode_asks_for_no_certificate_and_adds_no_mtls_header() {
     let mut tls = connect(proxy.addr, cfg.clone()).await.unwrap();
     // The server never asked, so the client sent nothing.
     use tokio::io::AsyncWriteExt;
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut out = String::new();
@@ -738,7 +738,7 @@ async fn handshake_kinds(pki: &Pki, mutual: &str) -> Vec<rustls::HandshakeKind> 
     for _ in 0..3 {
         let mut tls = connect(proxy.addr, cfg.clone()).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut out = Vec::new();

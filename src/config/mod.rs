@@ -43,12 +43,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn from_str(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::new(text);
-    let parsed: file::FileConfig = serde_ignored::deserialize(deserializer, |path| {
+    let mut on_unknown = |path: serde_ignored::Path<'_>| {
         unknown.push(format!("{}: unknown key", key_path(&path)));
-    })
-    .map_err(|e| ConfigError::Parse {
-        file: file.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
+    };
+    let ignoring = serde_ignored::Deserializer::new(deserializer, &mut on_unknown);
+    // A value of the wrong type stops the parse; name its key path, then toml's position.
+    let parsed: file::FileConfig = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        ConfigError::Parse {
+            file: file.to_path_buf(),
+            message: if path.is_empty() || path == "." {
+                inner.trim_end().to_string()
+            } else {
+                format!("{path}: {}", inner.trim_end())
+            },
+        }
     })?;
     let problems = match runtime::validate(parsed, base_dir) {
         Ok(cfg) if unknown.is_empty() => return Ok(cfg),

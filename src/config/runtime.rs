@@ -772,16 +772,24 @@ fn headers(key: &str, h: Option<&file::HeadersFile>, p: &mut Problems) -> Header
         ),
         send_tls_version_and_cipher_suite: h.tls_version_and_cipher_suite.unwrap_or(false),
     };
+    let attributes = [
+        ("x_amzn_mtls_clientcert", &out.clientcert),
+        ("x_amzn_mtls_clientcert_serial_number", &out.serial_number),
+        ("x_amzn_mtls_clientcert_issuer", &out.issuer),
+        ("x_amzn_mtls_clientcert_subject", &out.subject),
+        ("x_amzn_mtls_clientcert_validity", &out.validity),
+        ("x_amzn_mtls_clientcert_leaf", &out.leaf),
+        ("x_amzn_tls_version", &out.tls_version),
+        ("x_amzn_tls_cipher_suite", &out.tls_cipher_suite),
+    ];
     let mut seen = HashSet::new();
-    for n in out.all() {
+    for (attr, n) in attributes {
         if !seen.insert(n.clone()) {
             p.push(
-                &key,
+                &k(attr),
                 format!("header name {n:?} is used for two different headers"),
             );
         }
-    }
-    for n in out.all() {
         if matches!(
             n.as_str(),
             "host"
@@ -792,7 +800,7 @@ fn headers(key: &str, h: Option<&file::HeadersFile>, p: &mut Problems) -> Header
                 | "content-length"
                 | "transfer-encoding"
         ) {
-            p.push(&key, format!("header name {n:?} is reserved"));
+            p.push(&k(attr), format!("header name {n:?} is reserved"));
         }
     }
     out

@@ -98,6 +98,18 @@ fn check_key_type(cert: &X509Certificate<'_>, what: &str) -> Result<(), Failure>
     }
 }
 
+/// RFC 5280 §4.2.1.3: a CA key whose key usage lacks keyCertSign must not verify certificates
+/// (webpki does not check this; OpenSSL does).
+fn check_can_sign(cert: &X509Certificate<'_>, what: &str) -> Result<(), Failure> {
+    match cert.key_usage() {
+        Ok(Some(ku)) if !ku.value.key_cert_sign() => Err(Failure::new(
+            VerifyCode::Untrusted,
+            format!("{what} has a key usage without keyCertSign, so it may not issue certificates"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn key_alg_name(oid: &str) -> &str {
     match oid {
         "1.3.101.112" => "Ed25519",
@@ -225,7 +237,7 @@ fn check_chain(
             let der = cert.der();
             let what = format!("intermediate #{} of the client chain", i + 1);
             let checked = match X509Certificate::from_der(&der) {
-                Ok((_, c)) => check_key_type(&c, &what),
+                Ok((_, c)) => check_key_type(&c, &what).and_then(|()| check_can_sign(&c, &what)),
                 Err(e) => Err(Failure::new(
                     VerifyCode::Invalid,
                     format!("{what} is malformed: {e}"),

@@ -53,6 +53,8 @@ fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 /// The fields of a CRL's header that certgate shows, as whole DER elements; read without
 /// parsing the (possibly million-entry) list of revoked certificates.
 pub struct CrlHeader<'a> {
+    /// Version 2 CRLs carry a version field; version 1 CRLs have none.
+    pub has_version: bool,
     pub issuer: &'a [u8],
     pub this_update: &'a [u8],
     pub next_update: Option<&'a [u8]>,
@@ -86,6 +88,7 @@ pub fn header(crl_der: &[u8]) -> Option<CrlHeader<'_>> {
         _ => None,
     };
     Some(CrlHeader {
+        has_version: tag == 0x02,
         issuer,
         this_update,
         next_update,

@@ -263,6 +263,13 @@ pub fn parse_crls(
                 ));
             }
         }
+        if !head.has_version {
+            return Err(invalid(
+                store,
+                src,
+                format!("CRL from {issuer} is version 1; certgate needs version 2 CRLs (with a CRL number: `openssl ca -gencrl` with a crlnumber file makes them)"),
+            ));
+        }
         let index = revocation::RevokedSerials::new(&der, verified_spki).map_err(|e| {
             invalid(
                 store,
