@@ -1121,3 +1121,56 @@ fn demo_on_a_busy_port_explains_what_to_do() {
     assert_eq!(exit.code(), Some(1));
     assert_all(&demo.stderr(), &[&format!("cannot bind {bind}"), "--bind"]);
 }
+
+/// The connection log goes to stdout, and stdout is a pipe nobody reads any more: every write
+/// fails with EPIPE. The proxy must keep serving and say on stderr that it drops log lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_costs_log_lines_not_the_proxy() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
+    let port = free_port();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            "bind = \"127.0.0.1:0\"",
+            &format!("bind = \"127.0.0.1:{port}\""),
+        )
+        .replace("path = \"conn.log\"", "path = \"-\"");
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c", path_str(&cfg)])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let reader = capture(child.stderr.take().unwrap(), stderr.clone());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + SHORT;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    for i in 0..20 {
+        assert_eq!(
+            get_as(addr, &pki, &pki.good, "/").await.unwrap(),
+            200,
+            "request {i}"
+        );
+    }
+    let err = poll(SHORT, "a log-write error on stderr", || {
+        let e = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        e.contains("cannot write log").then_some(e)
+    });
+    assert!(err.contains("connection log"), "{err}");
+    assert!(child.try_wait().unwrap().is_none(), "proxy exited: {err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+}

@@ -1322,3 +1322,72 @@ async fn connections_past_max_connections_are_closed_and_logged() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A backend that misbehaves at the TCP level in the way `how` says, for every connection.
+async fn broken_backend(how: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                match how {
+                    // Reset as soon as the request arrives.
+                    "reset" => {
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.set_linger(Some(std::time::Duration::ZERO));
+                        drop(s);
+                    }
+                    // Half a status line, then close.
+                    "partial" => {
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+                        drop(s);
+                    }
+                    // Close our write side without answering, keep reading.
+                    "half-closed" => {
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.shutdown().await;
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                    // Not HTTP at all.
+                    _ => {
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_faults_give_502_with_a_reason_and_the_proxy_keeps_serving() {
+    let pki = Pki::new();
+    for how in ["reset", "partial", "half-closed", "garbage"] {
+        let backend = broken_backend(how).await;
+        let proxy = Proxy::verify(&pki, backend).await;
+        let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+        for _ in 0..2 {
+            assert_eq!(
+                get(proxy.addr, cfg.clone(), "/").await.unwrap(),
+                502,
+                "{how}"
+            );
+        }
+        let acc = proxy.access_records(2);
+        for a in &acc {
+            assert_eq!(a["elb_status_code"], 502, "{how}: {a}");
+            assert!(a["target_status_code"].is_null(), "{how}: {a}");
+            assert!(
+                a["error_reason"].as_str().unwrap().contains("backend"),
+                "{how}: {a}"
+            );
+        }
+    }
+}
