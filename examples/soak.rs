@@ -41,6 +41,12 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
 fn client_config(pki: &Path) -> Result<Arc<rustls::ClientConfig>, Box<dyn std::error::Error>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(pki.join("root-ca.pem"))?)?;
@@ -195,7 +201,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline = rss_mib(pid);
-    println!("baseline: {baseline:.1} MiB resident after warm-up");
+    println!(
+        "baseline: {baseline:.1} MiB resident after warm-up, proxy has {} open fds",
+        open_fds(pid)
+    );
 
     // Three rounds: `connections` held open, about 5 % replaced every second, then all closed.
     let mut peak = baseline;
@@ -252,7 +261,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // All connections are closed now; give the proxy a moment to release them.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let after = rss_mib(pid);
-        println!("round {round} done: all connections closed, rss {after:.1} MiB");
+        println!(
+            "round {round} done: all connections closed, rss {after:.1} MiB, proxy has {} open fds",
+            open_fds(pid)
+        );
         settled.push(after);
     }
     let requests = ok.load(Ordering::Relaxed);
