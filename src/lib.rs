@@ -22,3 +22,18 @@ pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
         .get_or_init(|| std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .clone()
 }
+
+/// An error and its causes on one line, each cause once: `a: b: c`.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}

@@ -239,26 +239,15 @@ async fn connection(
     let started = Instant::now();
     let tls = rt.tls.load_full();
     let shared = rt.shared.clone();
-    let trace_id = crate::logs::new_trace_id();
     let record = Arc::new(HandshakeRecord::default());
-    let mut out = ConnectionRecord {
-        timestamp: time::OffsetDateTime::now_utc(),
-        client: peer,
-        local: rt.local,
-        tls_protocol: None,
-        tls_cipher: None,
-        tls_handshake_latency_ms: None,
-        leaf: None,
-        tls_verify_status: String::new(),
-        conn_trace_id: trace_id.clone(),
-        tls_keyexchange: None,
-        listener: shared.name.clone(),
-        mode: tls.mode.as_str(),
-        sni: None,
-        alpn: None,
-        trust_store_version: tls.trust_store_version.clone(),
-        tls_verify_detail: None,
-    };
+    let mut out = ConnectionRecord::accepted(
+        peer,
+        rt.local,
+        &shared.name,
+        tls.mode.as_str(),
+        tls.trust_store_version.clone(),
+    );
+    let trace_id = out.conn_trace_id.clone();
     let emit = |out: ConnectionRecord| {
         let line = if alb_format {
             out.to_alb()
@@ -480,27 +469,23 @@ fn refuse_over_limit(
 ) {
     drop(stream);
     let tls = rt.tls.load();
-    let record = ConnectionRecord {
-        timestamp: time::OffsetDateTime::now_utc(),
-        client: peer,
-        local: rt.local,
-        tls_protocol: None,
-        tls_cipher: None,
-        tls_handshake_latency_ms: None,
-        leaf: None,
-        tls_verify_status: VerifyCode::Unmapped.status(),
-        conn_trace_id: crate::logs::new_trace_id(),
-        tls_keyexchange: None,
-        listener: rt.shared.name.clone(),
-        mode: tls.mode.as_str(),
-        sni: None,
-        alpn: None,
-        trust_store_version: tls.trust_store_version.clone(),
-        tls_verify_detail: Some(format!(
-            "listener has {} open connections (max_connections); connection closed",
-            rt.shared.max_connections
-        )),
-    };
+    let mut record = ConnectionRecord::accepted(
+        peer,
+        rt.local,
+        &rt.shared.name,
+        tls.mode.as_str(),
+        tls.trust_store_version.clone(),
+    );
+    fail(
+        &mut record,
+        Failure::new(
+            VerifyCode::Unmapped,
+            format!(
+                "listener has {} open connections (max_connections); connection closed",
+                rt.shared.max_connections
+            ),
+        ),
+    );
     log.write(if alb {
         record.to_alb()
     } else {

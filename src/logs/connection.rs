@@ -54,6 +54,34 @@ struct Json<'a> {
 }
 
 impl ConnectionRecord {
+    /// A record for a connection just accepted: nothing known about TLS yet.
+    pub fn accepted(
+        client: SocketAddr,
+        local: SocketAddr,
+        listener: &str,
+        mode: &'static str,
+        trust_store_version: Option<String>,
+    ) -> ConnectionRecord {
+        ConnectionRecord {
+            timestamp: time::OffsetDateTime::now_utc(),
+            client,
+            local,
+            tls_protocol: None,
+            tls_cipher: None,
+            tls_handshake_latency_ms: None,
+            leaf: None,
+            tls_verify_status: String::new(),
+            conn_trace_id: super::new_trace_id(),
+            tls_keyexchange: None,
+            listener: listener.to_string(),
+            mode,
+            sni: None,
+            alpn: None,
+            trust_store_version,
+            tls_verify_detail: None,
+        }
+    }
+
     /// The JSON line (no newline).
     pub fn to_json(&self) -> String {
         let j = Json {

@@ -228,7 +228,10 @@ pub async fn handle(
             text(StatusCode::GATEWAY_TIMEOUT, &reason)
         }
         Ok(Err(e)) if client_side(&e) => {
-            let reason = format!("client aborted the request body: {}", source_chain(&e));
+            let reason = format!(
+                "client aborted the request body: {}",
+                crate::error_chain(&e)
+            );
             log.error_reason = Some(reason.clone());
             text(StatusCode::BAD_REQUEST, &reason)
         }
@@ -237,10 +240,14 @@ pub async fn handle(
                 format!(
                     "cannot connect to backend {}: {}",
                     l.backend.url,
-                    source_chain(&e)
+                    crate::error_chain(&e)
                 )
             } else {
-                format!("backend {} failed: {}", l.backend.url, source_chain(&e))
+                format!(
+                    "backend {} failed: {}",
+                    l.backend.url,
+                    crate::error_chain(&e)
+                )
             };
             log.error_reason = Some(reason.clone());
             text(StatusCode::BAD_GATEWAY, &reason)
@@ -366,18 +373,4 @@ fn client_side(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
-}
-
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = inner.source();
-    }
-    s
 }

@@ -229,19 +229,10 @@ where
             }
         }
         SdkError::TimeoutError(_) => "request timed out".to_string(),
-        SdkError::DispatchFailure(_) => {
-            let mut s = "connection failed".to_string();
-            let mut cur = std::error::Error::source(e);
-            while let Some(inner) = cur {
-                let t = inner.to_string();
-                if !s.contains(&t) {
-                    s.push_str(": ");
-                    s.push_str(&t);
-                }
-                cur = inner.source();
-            }
-            s
-        }
+        SdkError::DispatchFailure(_) => match std::error::Error::source(e) {
+            Some(cause) => format!("connection failed: {}", crate::error_chain(cause)),
+            None => "connection failed".to_string(),
+        },
         other => DisplayErrorContext(other).to_string(),
     }
 }
