@@ -1339,6 +1339,9 @@ async fn broken_backend(how: &'static str) -> std::net::SocketAddr {
                     // Reset as soon as the request arrives.
                     "reset" => {
                         let _ = s.read(&mut buf).await;
+                        // A zero linger turns the close into a reset; with zero it cannot block,
+                        // which is what the deprecation is about.
+                        #[allow(deprecated)]
                         let _ = s.set_linger(Some(std::time::Duration::ZERO));
                         drop(s);
                     }
