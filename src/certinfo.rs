@@ -44,7 +44,47 @@ pub struct LeafFacts {
 pub fn leaf_facts(der: &[u8]) -> Result<LeafFacts, CertInfoError> {
     let (_rest, cert) =
         parse_x509_certificate(der).map_err(|e| CertInfoError::Parse(e.to_string()))?;
+    check_names(&cert)?;
     Ok(facts_of(&cert))
+}
+
+/// x509-parser stops reading a Name at the first item that is not an RDN and keeps what it
+/// read, so a malformed name would silently show as a shorter one. Such names are refused
+/// (OpenSSL refuses them too): a backend must never see a subject other than the one signed.
+pub fn check_names(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<(), CertInfoError> {
+    for (what, name) in [("subject", cert.subject()), ("issuer", cert.issuer())] {
+        if !name_is_complete(name) {
+            return Err(CertInfoError::Parse(format!(
+                "the {what} name holds an item that is not a relative distinguished name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the parsed RDNs cover the whole Name element (see `check_names`).
+pub fn name_is_complete(name: &X509Name<'_>) -> bool {
+    let raw = name.as_raw();
+    let (Some(&0x30), Some(&first)) = (raw.first(), raw.get(1)) else {
+        return false;
+    };
+    let (header, declared) = if first < 0x80 {
+        (2usize, first as usize)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || raw.len() < 2 + n {
+            return false;
+        }
+        (
+            2 + n,
+            raw[2..2 + n]
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | b as usize),
+        )
+    };
+    header + declared == raw.len()
 }
 
 /// The same facts from a certificate the caller already parsed.
@@ -429,6 +469,16 @@ fn push_hex_byte(out: &mut String, b: u8) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_name_with_an_item_that_is_not_an_rdn_is_refused_not_shortened() {
+        // Found by the leaf_facts fuzz target's seed: a certificate whose subject has one SET
+        // tag changed; x509-parser would keep only the RDNs before it.
+        let der = include_bytes!("../fuzz/corpus/leaf_facts/seed-subject-non-rdn-item");
+        let err = leaf_facts(der).unwrap_err().to_string();
+        assert!(err.contains("not a relative distinguished name"), "{err}");
+    }
+
     use super::*;
     use rcgen::string::{BmpString, TeletexString, UniversalString};
     use rcgen::{

@@ -368,6 +368,14 @@ impl ClientCertVerifier for ConnVerifier {
                 return Err(reject(&self.record, f, CertificateError::BadEncoding));
             }
         };
+        if let Err(e) = certinfo::check_names(&leaf) {
+            self.record.set_leaf(None);
+            let f = Failure::new(
+                VerifyCode::Invalid,
+                format!("client certificate is malformed: {e}"),
+            );
+            return Err(reject(&self.record, f, CertificateError::BadEncoding));
+        }
         self.record.set_leaf(Some(certinfo::facts_of(&leaf)));
         let checked = check_chain(
             &self.policy,

@@ -145,6 +145,13 @@ pub fn parse_bundle(
                 format!("certificate #{n} is not a valid X.509 certificate: {e}"),
             )
         })?;
+        certinfo::check_names(&cert).map_err(|e| {
+            invalid(
+                store,
+                bundle_name,
+                format!("certificate #{n} is malformed: {e}"),
+            )
+        })?;
         let subject = certinfo::rfc2253(cert.subject());
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
         if !is_ca {
@@ -227,6 +234,11 @@ pub fn parse_crls(
             .map(time)
             .transpose()
             .map_err(|e| not_crl(&format!("nextUpdate: {e}")))?;
+        if !certinfo::name_is_complete(&issuer_name) {
+            return Err(not_crl(
+                "its issuer name holds an item that is not a relative distinguished name",
+            ));
+        }
         let issuer = certinfo::rfc2253(&issuer_name);
         let keys: Vec<&[u8]> = bundle
             .ca_keys
