@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -302,20 +301,6 @@ fn below_intermediate(pki: &Pki, edit: impl FnOnce(&mut CertificateParams)) -> P
 }
 
 // ---- openssl-made material ----
-
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command is needed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A client certificate made by `openssl x509 -req`, signed by the test intermediate. Without
 /// `extensions` openssl writes an X.509 version 1 certificate.

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -17,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::pki::*;
-use support::{client_config, get, json_lines, write_config, Backend};
+use support::{
+    capture, client_config, free_port, get, json_lines, strip_ansi, write_config, Backend,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certgate");
 const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
@@ -41,44 +42,6 @@ fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         );
         std::thread::sleep(Duration::from_millis(25));
     }
-}
-
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Removes ANSI colour sequences (`ESC [ ... letter`) from log output.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn capture(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    })
 }
 
 /// A running `certgate` whose stdout and stderr are collected; killed when dropped, so no test

@@ -12,7 +12,6 @@ mod support;
 #[path = "support/s3.rs"]
 mod s3_support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -23,7 +22,7 @@ use std::time::{Duration, Instant};
 use s3_support::{aws_env, aws_env_in_process, free_port, s3_table, s3_url, Moto, Put, S3};
 use serde_json::Value;
 use support::pki::*;
-use support::{client_config, get, json_lines, write_config, Backend, Proxy};
+use support::{capture, client_config, get, json_lines, strip_ansi, write_config, Backend, Proxy};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certgate");
 const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
@@ -293,36 +292,6 @@ fn version_of(rec: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // certgate processes
 // ---------------------------------------------------------------------------------------------
-
-/// Removes ANSI colour sequences from log output.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn capture(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    })
-}
 
 fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
