@@ -1,12 +1,12 @@
 //! Bounded soak run on loopback: starts the `certgate` binary (verify mode, demo PKI) in front of
 //! an in-process backend, holds many mTLS keep-alive connections making requests, replaces a
 //! share of them every second (churn), then closes everything — three rounds — and checks that
-//! the proxy's resident memory settles: after the first round it must not grow from round to
-//! round (no leak), and it is reported next to the idle baseline.
+//! the proxy's resident memory comes back to its idle baseline after each round (allowing for
+//! its pool of idle backend connections) and does not grow from round to round.
 //!
 //!     cargo build --release && cargo run --release --example soak -- [CONNECTIONS] [SECONDS]
 //!
-//! Defaults: 2000 connections, 120 s in total. Exits non-zero if memory keeps growing.
+//! Defaults: 2000 connections, 120 s in total. Exits non-zero if memory does not come back.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -258,14 +258,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for task in tasks {
             let _ = task.await;
         }
-        // All connections are closed now; give the proxy a moment to release them.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // All connections are closed now; give the proxy time to release them (it hands freed
+        // memory back every 10 s).
+        tokio::time::sleep(Duration::from_secs(12)).await;
         let after = rss_mib(pid);
         println!(
             "round {round} done: all connections closed, rss {after:.1} MiB, proxy has {} open fds",
             open_fds(pid)
         );
         settled.push(after);
+    }
+    if let Some(hold) = std::env::var("SOAK_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        // Keeps the idle proxy alive for inspection (heap profilers, gdb) before it is stopped.
+        println!("holding the idle proxy (pid {pid}) for {hold} s");
+        tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     let requests = ok.load(Ordering::Relaxed);
     let failures = failed.load(Ordering::Relaxed);
@@ -275,8 +284,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         settled[0], settled[1], settled[2]
     );
     let _ = std::fs::remove_dir_all(&dir);
-    // Freed memory may stay with the allocator after the first round, but it must be reused:
-    // the later rounds may not add to it.
+    // Back to the idle baseline, allowing for the backend connections the proxy keeps pooled
+    // (up to 256 idle ones), and no growth from round to round.
+    if settled.iter().any(|a| *a > baseline + 32.0) {
+        return Err(format!(
+            "memory did not return to the baseline: {baseline:.1} MiB idle, {:.1} / {:.1} / {:.1} MiB after the rounds",
+            settled[0], settled[1], settled[2]
+        )
+        .into());
+    }
     if settled[2] > settled[0] * 1.10 + 4.0 {
         return Err(format!(
             "memory keeps growing: {:.1} MiB after round 1, {:.1} MiB after round 3",

@@ -135,6 +135,7 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
+        tasks.push(tokio::spawn(release_memory_loop(stop_rx.clone())));
         Ok(Server {
             listeners,
             reloader,
@@ -189,6 +190,37 @@ impl Server {
         drained
     }
 }
+
+/// How often freed heap memory is handed back to the system.
+const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
+/// glibc's malloc keeps memory freed by closed connections in its arenas: after 2000
+/// connections closed, the soak run saw 105 MiB resident against a 15 MiB idle baseline, and
+/// `malloc_trim` brought it to 31 MiB. Trimming every few seconds lets the footprint follow
+/// the load. A no-op on other C libraries.
+async fn release_memory_loop(mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MEMORY_TRIM_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let _ = tokio::task::spawn_blocking(trim_heap).await;
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks and returns free
+    // pages to the kernel; it takes no pointers from us and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads trust stores and server certificates.
 pub async fn run(config: Config) -> Result<(), StartError> {
