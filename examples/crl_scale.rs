@@ -30,6 +30,35 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Builds the store from a CA bundle and one DER CRL and prints time and memory.
+fn load_and_report(
+    ca_pem: &[u8],
+    der: Vec<u8>,
+) -> Result<certgate::truststore::TrustStore, Box<dyn std::error::Error>> {
+    let der_len = der.len();
+    let before = rss_kib();
+    let t = Instant::now();
+    let store = certgate::truststore::build(
+        "scale",
+        "ca.pem",
+        ca_pem,
+        &[("crl.der".to_string(), der)],
+        certgate::config::ChainLimits::default(),
+    )?;
+    let index: usize = store.crls.iter().map(|c| c.heap_bytes()).sum();
+    println!(
+        "loaded {} entries ({:.1} MiB of DER) in {:.2?}: index {:.1} MiB; RSS {} MiB with the CRL in hand -> {} MiB after, peak {} MiB",
+        store.revoked_entries(),
+        der_len as f64 / 1048576.0,
+        t.elapsed(),
+        index as f64 / 1048576.0,
+        before / 1024,
+        rss_kib() / 1024,
+        status_kib("VmHWM:") / 1024
+    );
+    Ok(store)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let entries: usize = std::env::args()
         .nth(1)
@@ -40,27 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(d) = dir.as_ref().filter(|d| d.join("crl.der").exists()) {
         let ca_pem = std::fs::read(d.join("ca.pem"))?;
         let der = std::fs::read(d.join("crl.der"))?;
-        let der_len = der.len();
-        let before = rss_kib();
-        let t = Instant::now();
-        let store = certgate::truststore::build(
-            "scale",
-            "ca.pem",
-            &ca_pem,
-            &[("crl.der".to_string(), der)],
-            certgate::config::ChainLimits::default(),
-        )?;
-        let index: usize = store.crls.iter().map(|c| c.heap_bytes()).sum();
-        println!(
-            "loaded {} entries ({:.1} MiB of DER) in {:.2?}: index {:.1} MiB; RSS {} MiB before -> {} MiB after, peak {} MiB",
-            store.revoked_entries(),
-            der_len as f64 / 1048576.0,
-            t.elapsed(),
-            index as f64 / 1048576.0,
-            before / 1024,
-            rss_kib() / 1024,
-            status_kib("VmHWM:") / 1024
-        );
+        load_and_report(&ca_pem, der)?;
         return Ok(());
     }
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -115,28 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed()
     );
 
-    let der_len = der.len();
-    let before = rss_kib();
-    let t = Instant::now();
-    let store = certgate::truststore::build(
-        "scale",
-        "ca.pem",
-        ca.pem().as_bytes(),
-        &[("crl.der".to_string(), der)],
-        certgate::config::ChainLimits::default(),
-    )?;
-    let build = t.elapsed();
-    let after = rss_kib();
-    let index: usize = store.crls.iter().map(|c| c.heap_bytes()).sum();
-    println!(
-        "trust store built in {build:.2?}: {} revoked entries; index {:.1} MiB; RSS {} MiB with the {:.1} MiB CRL in hand -> {} MiB after (peak {} MiB)",
-        store.revoked_entries(),
-        index as f64 / 1048576.0,
-        before / 1024,
-        der_len as f64 / 1048576.0,
-        after / 1024,
-        status_kib("VmHWM:") / 1024
-    );
+    let store = load_and_report(ca.pem().as_bytes(), der)?;
 
     // One client verification against the store, as a handshake does it.
     let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;

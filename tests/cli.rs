@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::pki::*;
 use support::{
-    capture, client_config, free_port, get, json_lines, strip_ansi, write_config, Backend,
+    capture, client_config, free_port, get, json_lines, poll, strip_ansi, write_config, Backend,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_certgate");
@@ -28,21 +28,6 @@ const SHORT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Calls `f` every 25 ms until it returns `Some`, panicking after `timeout`.
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// A running `certgate` whose stdout and stderr are collected; killed when dropped, so no test
 /// path (assertion failure included) leaves a process behind.

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use s3_support::{aws_env, aws_env_in_process, free_port, s3_table, s3_url, Moto, Put, S3};
 use serde_json::Value;
 use support::pki::*;
-use support::{capture, client_config, get, json_lines, strip_ansi, write_config, Backend, Proxy};
+use support::{
+    capture, client_config, get, json_lines, poll, strip_ansi, write_config, Backend, Proxy,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certgate");
 const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
@@ -292,20 +294,6 @@ fn version_of(rec: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // certgate processes
 // ---------------------------------------------------------------------------------------------
-
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// A `certgate` process with the test AWS environment; output collected; killed when dropped.
 struct Certgate {
