@@ -24,6 +24,7 @@ use crate::certinfo;
 use crate::config::Mode;
 use crate::logs::connection::ConnectionRecord;
 use crate::logs::LogSink;
+use crate::proxy::framing::FramingGuard;
 use crate::proxy::{self, headers, ConnContext, ListenerShared};
 use crate::tls::hello_tap::HelloTap;
 use crate::tls::status::{self, Failure, HandshakeRecord, VerifyCode};
@@ -366,7 +367,23 @@ async fn connection(
         (None, None)
     };
 
+    // Past this hyper answers 431 itself; below it `proxy` applies the configured limits with a
+    // message saying which. The framing guard refuses longer heads first, with a reason.
+    let max_head = shared
+        .limits
+        .max_header_bytes
+        .saturating_mul(2)
+        .max(16 * 1024);
+    let (io, activity) = IdleIo::new(tls_stream);
+    let (io, framing) = if conn_alpn_is_h2 {
+        (FramingGuard::passthrough(io), None)
+    } else {
+        let (guard, verdict) = FramingGuard::http1(io, max_head);
+        (guard, Some(verdict))
+    };
     let ctx = Arc::new(ConnContext {
+        framing,
+        requests: AtomicU64::new(0),
         trace_id: trace_id.clone(),
         client: peer,
         client_ip: peer.ip().to_string(),
@@ -383,16 +400,8 @@ async fn connection(
         .keep_alive(true)
         .timer(timer.clone())
         .header_read_timeout(shared.timeouts.idle)
-        // Past this hyper answers 431 itself; below it `proxy` applies the configured limits
-        // with a message saying which.
-        .max_buf_size(
-            shared
-                .limits
-                .max_header_bytes
-                .saturating_mul(2)
-                .max(16 * 1024),
-        )
-        .max_headers(256);
+        .max_buf_size(max_head)
+        .max_headers(proxy::framing::MAX_HEADERS);
     builder.http2().timer(timer).max_header_list_size(
         u32::try_from(shared.limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
     );
@@ -403,7 +412,6 @@ async fn connection(
     } else {
         builder.http1_only()
     };
-    let (io, activity) = IdleIo::new(tls_stream);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = shared.timeouts.idle;

@@ -1243,6 +1243,12 @@ struct RequestCase {
     body_says: &'static [&'static str],
 }
 
+impl RequestCase {
+    fn says(self, body_says: &'static [&'static str]) -> Self {
+        RequestCase { body_says, ..self }
+    }
+}
+
 fn req(name: &'static str, request: String, status: u16) -> RequestCase {
     RequestCase {
         name,
@@ -1275,13 +1281,22 @@ async fn malformed_requests_get_their_documented_status_and_the_proxy_keeps_serv
             400,
         ),
         req(
-            // README: Transfer-Encoding wins (RFC 9112 §6.3) and the request is re-framed.
+            // Request smuggling shape: refused below hyper (proxy/framing.rs).
             "Content-Length and Transfer-Encoding",
             format!(
                 "POST /clte HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n{end}5\r\nhello\r\n0\r\n\r\n"
             ),
-            200,
-        ),
+            400,
+        )
+        .says(&["both Content-Length and Transfer-Encoding"]),
+        req(
+            "Transfer-Encoding, then Content-Length",
+            format!(
+                "POST /tecl HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n{end}5\r\nhello\r\n0\r\n\r\n"
+            ),
+            400,
+        )
+        .says(&["both Content-Length and Transfer-Encoding"]),
         req(
             "space in a header name",
             format!("GET / HTTP/1.1\r\nHost: localhost\r\nBad Name: x\r\n{end}"),
@@ -1349,6 +1364,15 @@ async fn malformed_requests_get_their_documented_status_and_the_proxy_keeps_serv
                 431,
             )
         },
+        req(
+            "request head over twice max_request_header_bytes",
+            format!(
+                "GET /huge HTTP/1.1\r\nHost: localhost\r\n{}{end}",
+                (0..140).map(|i| format!("X-H{i}: {}\r\n", pad(1000))).collect::<String>()
+            ),
+            431,
+        )
+        .says(&["request head is larger than 131072 bytes"]),
         RequestCase {
             body_says: &["65536"],
             ..req(

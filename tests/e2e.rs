@@ -1270,13 +1270,43 @@ async fn requests_certgate_answers_itself() {
     assert_eq!(backend.count(), 0, "none of them reached the backend");
     let acc = proxy.access_records(4);
     assert!(acc.iter().all(|a| a["error_reason"].is_string()), "{acc:?}");
-    // Both framings at once: Transfer-Encoding wins (RFC 9112 §6.3), Content-Length is dropped,
-    // and the backend gets one consistently framed request.
-    let both = "POST /te HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-    let resp = raw_http1(proxy.addr, cfg.clone(), both).await.unwrap();
-    assert_eq!(status_of(&resp), Some(200), "{resp}");
-    assert!(resp.contains("with 3 body bytes"), "{resp}");
-    assert!(!backend.last().has("content-length") || backend.last().one("content-length") == "3");
+    // Both framings at once is the request-smuggling shape: refused with 400, in either order,
+    // after the requests before it on the same connection were answered normally.
+    let before = backend.count();
+    let pipelined = "POST /first HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc\
+        POST /te HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n\
+        3\r\nabc\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let resp = raw_http1(proxy.addr, cfg.clone(), pipelined).await.unwrap();
+    let first = resp.find("HTTP/1.1 200").expect(&resp);
+    let refused_at = resp.find("HTTP/1.1 400").expect(&resp);
+    assert!(first < refused_at, "{resp}");
+    assert_eq!(
+        resp.matches("HTTP/1.1 ").count(),
+        2,
+        "nothing after the refusal: {resp}"
+    );
+    assert!(
+        resp.contains("both Content-Length and Transfer-Encoding"),
+        "{resp}"
+    );
+    assert_eq!(
+        backend.count(),
+        before + 1,
+        "only the first request was forwarded"
+    );
+    assert_eq!(backend.last().path, "/first");
+    let acc = proxy.access_records(6);
+    let refused = &acc[5];
+    assert_eq!(refused["elb_status_code"], 400, "{refused}");
+    assert_eq!(
+        refused["request"], "POST /te HTTP/1.1",
+        "the client's request is logged"
+    );
+    assert_eq!(refused["conn_trace_id"], acc[4]["conn_trace_id"]);
+    let cl_first = "POST /te HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let resp = raw_http1(proxy.addr, cfg.clone(), cl_first).await.unwrap();
+    assert_eq!(status_of(&resp), Some(400), "{resp}");
+    assert_eq!(backend.count(), before + 1);
     // Host with a port, and no Host mismatch, still works.
     let ok = "GET / HTTP/1.1\r\nHost: LOCALHOST:8443\r\nConnection: close\r\n\r\n";
     assert_eq!(

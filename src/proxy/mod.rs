@@ -1,6 +1,7 @@
 //! Forwarding requests to the backend: header operations, pooled HTTP/1.1 to the backend, and
 //! error answers that say which side failed (400 client, 502/504 backend).
 
+pub mod framing;
 pub mod headers;
 
 use std::convert::Infallible;
@@ -79,6 +80,10 @@ pub struct ConnContext {
     pub leaf_subject: Option<String>,
     /// The TLS server name the client asked for, if any.
     pub sni: Option<String>,
+    /// HTTP/1.1: heads the framing guard refused (see [`framing`]).
+    pub framing: Option<Arc<framing::FramingVerdict>>,
+    /// Requests seen on this connection so far.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
@@ -159,6 +164,24 @@ pub async fn handle(
         error_reason: None,
         leaf_client_cert_subject: ctx.leaf_subject.clone(),
     };
+
+    let index = ctx
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(r) = ctx.framing.as_ref().and_then(|f| f.rejection_for(index)) {
+        // hyper saw a stand-in; log the request the client actually sent.
+        log.request = format!("{} {} {}", r.method, r.target, r.version);
+        log.method = r.method.clone();
+        log.path = r.target.clone();
+        log.http_version = r.version;
+        log.host = r.host.clone();
+        log.user_agent = r.user_agent.clone();
+        log.error_reason = Some(r.reason.clone());
+        let mut resp = text(r.status, &r.reason);
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(finish(&ctx, log, resp, received));
+    }
 
     let uri = match Uri::builder()
         .scheme("http")

@@ -1,0 +1,670 @@
+//! HTTP/1.1 request framing check below hyper.
+//!
+//! hyper resolves a request that carries both `Content-Length` and `Transfer-Encoding` by
+//! dropping the length (RFC 9112 §6.3), before the request reaches certgate. RFC 9112 §6.1
+//! allows a server to reject such a message instead, and a front door should: the two headers
+//! together are the classic request-smuggling shape, and certgate cannot know how every hop
+//! behind it would frame the message. So every HTTP/1.1 connection reads through [`FramingGuard`],
+//! which follows the message framing itself (heads, `Content-Length` bodies, chunked bodies with
+//! trailers) and holds each request head back until it has seen all of it.
+//!
+//! A head that must be refused never reaches hyper. In its place hyper gets a minimal request
+//! that closes the connection, and nothing after it; the request handler recognises it by its
+//! position on the connection ([`FramingVerdict::rejection_for`]) and answers with the status
+//! and reason recorded here. Requests before it on the same connection are answered normally
+//! and in order, because hyper itself writes every response.
+//!
+//! Where this scanner cannot parse the stream (a malformed head, a bad chunk), it stops looking
+//! and passes the bytes on unchanged: hyper applies the same grammar and rejects them itself.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Stands in for a refused head: parses as a complete request without a body and asks hyper to
+/// close the connection after answering it.
+const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n";
+
+/// Most header lines hyper accepts (`max_headers` on the HTTP/1 builder).
+pub const MAX_HEADERS: usize = 256;
+
+/// A refused request: where it was on the connection and what the client is told.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Zero-based position of the request on its connection.
+    pub index: u64,
+    pub status: StatusCode,
+    pub reason: String,
+    /// The request line as the client sent it, for the access log (empty if unreadable).
+    pub method: String,
+    pub target: String,
+    pub version: &'static str,
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Shared between a connection's reader and its request handler.
+#[derive(Debug, Default)]
+pub struct FramingVerdict {
+    rejection: OnceLock<Rejection>,
+}
+
+impl FramingVerdict {
+    /// The rejection recorded for the request at `index`, if that request was refused.
+    pub fn rejection_for(&self, index: u64) -> Option<&Rejection> {
+        self.rejection.get().filter(|r| r.index == index)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Start,
+    Size,
+    SizeLws,
+    Extension,
+    SizeLf,
+    Data(u64),
+    DataCr,
+    DataLf,
+    EndCr,
+    Trailer,
+    TrailerLf,
+    EndLf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Length(u64),
+    Chunked {
+        state: Chunk,
+        size: u64,
+    },
+    /// The scanner lost the framing; hyper sees the bytes as they are.
+    Opaque,
+}
+
+/// What the scanner made of the bytes after the ones already released.
+#[derive(Debug)]
+enum Step {
+    /// This many bytes are checked and may go to hyper.
+    Release(usize),
+    /// The bytes so far are the start of a head; read more.
+    NeedMore,
+    /// The head at the start of the bytes is refused.
+    Reject(Box<Rejection>),
+}
+
+/// The framing state machine, free of I/O.
+#[derive(Debug)]
+struct Scanner {
+    state: State,
+    /// Complete heads released so far: the index of the next request.
+    heads: u64,
+    /// Largest head accepted, in bytes (hyper's own buffer limit).
+    max_head: usize,
+    /// How far the current partial head has been searched for its end.
+    searched: usize,
+}
+
+impl Scanner {
+    fn new(max_head: usize) -> Self {
+        Scanner {
+            state: State::Head,
+            heads: 0,
+            max_head,
+            searched: 0,
+        }
+    }
+
+    fn step(&mut self, buf: &[u8]) -> Step {
+        if buf.is_empty() {
+            return Step::NeedMore;
+        }
+        match self.state {
+            State::Opaque => Step::Release(buf.len()),
+            State::Head => self.head(buf),
+            State::Length(rem) => {
+                let n = usize::try_from(rem).unwrap_or(usize::MAX).min(buf.len());
+                let left = rem - n as u64;
+                self.state = if left == 0 {
+                    State::Head
+                } else {
+                    State::Length(left)
+                };
+                Step::Release(n)
+            }
+            State::Chunked { state, size } => self.chunked(state, size, buf),
+        }
+    }
+
+    fn head(&mut self, buf: &[u8]) -> Step {
+        // Only run the parser once the bytes could hold a complete head, so a client that
+        // trickles its head in tiny pieces costs linear, not quadratic, work.
+        let from = self.searched.saturating_sub(3);
+        let ended = buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
+        self.searched = buf.len();
+        if !ended {
+            return self.too_long_or_more(buf);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Partial) => self.too_long_or_more(buf),
+            Ok(httparse::Status::Complete(len)) if len > self.max_head => self.too_long(&req),
+            Ok(httparse::Status::Complete(len)) => {
+                self.searched = 0;
+                let mut content_length = None;
+                let mut chunked = false;
+                let mut transfer_encoding = false;
+                for h in req.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        transfer_encoding = true;
+                        chunked = last_coding_is_chunked(h.value);
+                    } else if h.name.eq_ignore_ascii_case("content-length") {
+                        content_length = Some(parse_length(h.value));
+                    }
+                }
+                if transfer_encoding && content_length.is_some() {
+                    return Step::Reject(Box::new(
+                        self.rejection(
+                            &req,
+                            StatusCode::BAD_REQUEST,
+                            "request has both Content-Length and Transfer-Encoding; refused as a \
+                         request-smuggling risk (RFC 9112 §6.1)"
+                                .to_string(),
+                        ),
+                    ));
+                }
+                self.heads += 1;
+                self.state = if transfer_encoding {
+                    if chunked {
+                        State::Chunked {
+                            state: Chunk::Start,
+                            size: 0,
+                        }
+                    } else {
+                        // hyper refuses a request whose last coding is not chunked.
+                        State::Opaque
+                    }
+                } else {
+                    match content_length {
+                        None | Some(Some(0)) => State::Head,
+                        Some(Some(n)) => State::Length(n),
+                        // An invalid length: hyper answers 400 and stops reading.
+                        Some(None) => State::Opaque,
+                    }
+                };
+                Step::Release(len)
+            }
+            Err(_) => {
+                self.state = State::Opaque;
+                Step::Release(buf.len())
+            }
+        }
+    }
+
+    fn too_long_or_more(&mut self, buf: &[u8]) -> Step {
+        if buf.len() <= self.max_head {
+            return Step::NeedMore;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let _ = req.parse(buf);
+        self.too_long(&req)
+    }
+
+    fn too_long(&self, req: &httparse::Request<'_, '_>) -> Step {
+        let reason = format!(
+            "request head is larger than {} bytes (request line and headers)",
+            self.max_head
+        );
+        Step::Reject(Box::new(self.rejection(
+            req,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            reason,
+        )))
+    }
+
+    fn rejection(
+        &self,
+        req: &httparse::Request<'_, '_>,
+        status: StatusCode,
+        reason: String,
+    ) -> Rejection {
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        Rejection {
+            index: self.heads,
+            status,
+            reason,
+            method: req.method.unwrap_or("").to_string(),
+            target: req.path.unwrap_or("").to_string(),
+            version: match req.version {
+                Some(0) => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            host: header("host"),
+            user_agent: header("user-agent"),
+        }
+    }
+
+    /// Walks a chunked body with the grammar hyper's decoder uses, up to the end of the
+    /// message or of `buf`.
+    fn chunked(&mut self, mut state: Chunk, mut size: u64, buf: &[u8]) -> Step {
+        let mut i = 0;
+        while i < buf.len() {
+            if let Chunk::Data(rem) = state {
+                let n = usize::try_from(rem)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len() - i);
+                i += n;
+                let left = rem - n as u64;
+                state = if left == 0 {
+                    Chunk::DataCr
+                } else {
+                    Chunk::Data(left)
+                };
+                continue;
+            }
+            let b = buf[i];
+            i += 1;
+            let next = match state {
+                Chunk::Start | Chunk::Size => match hex(b) {
+                    Some(d) => size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(d))
+                        .map(|s| {
+                            size = s;
+                            Chunk::Size
+                        }),
+                    None if state == Chunk::Size => size_end(b),
+                    None => None,
+                },
+                Chunk::SizeLws => size_end(b),
+                Chunk::Extension => match b {
+                    b'\r' => Some(Chunk::SizeLf),
+                    b'\n' => None,
+                    _ => Some(Chunk::Extension),
+                },
+                Chunk::SizeLf => match (b, size) {
+                    (b'\n', 0) => Some(Chunk::EndCr),
+                    (b'\n', n) => {
+                        size = 0;
+                        Some(Chunk::Data(n))
+                    }
+                    _ => None,
+                },
+                Chunk::DataCr => (b == b'\r').then_some(Chunk::DataLf),
+                Chunk::DataLf => (b == b'\n').then_some(Chunk::Start),
+                Chunk::EndCr => Some(if b == b'\r' {
+                    Chunk::EndLf
+                } else {
+                    Chunk::Trailer
+                }),
+                Chunk::Trailer => Some(if b == b'\r' {
+                    Chunk::TrailerLf
+                } else {
+                    Chunk::Trailer
+                }),
+                Chunk::TrailerLf => (b == b'\n').then_some(Chunk::EndCr),
+                Chunk::EndLf => {
+                    if b != b'\n' {
+                        self.state = State::Opaque;
+                        return Step::Release(buf.len());
+                    }
+                    self.state = State::Head;
+                    return Step::Release(i);
+                }
+                Chunk::Data(_) => unreachable!("handled above"),
+            };
+            match next {
+                Some(s) => state = s,
+                None => {
+                    // hyper fails on the same byte and ends the connection.
+                    self.state = State::Opaque;
+                    return Step::Release(buf.len());
+                }
+            }
+        }
+        self.state = State::Chunked { state, size };
+        Step::Release(i)
+    }
+}
+
+fn size_end(b: u8) -> Option<Chunk> {
+    match b {
+        b'\t' | b' ' => Some(Chunk::SizeLws),
+        b';' => Some(Chunk::Extension),
+        b'\r' => Some(Chunk::SizeLf),
+        _ => None,
+    }
+}
+
+fn hex(b: u8) -> Option<u64> {
+    (b as char).to_digit(16).map(u64::from)
+}
+
+/// `Some(n)` for a valid length, `None` for an invalid one (digits only, as hyper reads them).
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn last_coding_is_chunked(v: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(v) else {
+        return false;
+    };
+    s.rsplit(',')
+        .next()
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Reads through [`Scanner`]; writes pass straight through.
+#[derive(Debug)]
+pub struct FramingGuard<T> {
+    inner: T,
+    /// `None` on HTTP/2 connections: nothing to check.
+    scan: Option<Box<Scan>>,
+}
+
+#[derive(Debug)]
+struct Scan {
+    scanner: Scanner,
+    verdict: Arc<FramingVerdict>,
+    /// Bytes read from the client and not yet given to hyper: `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+    /// Of those, how many are checked and may be given to hyper.
+    ready: usize,
+    /// After a refused head: hyper gets nothing more.
+    stopped: bool,
+    eof: bool,
+}
+
+impl<T> FramingGuard<T> {
+    /// A guard for an HTTP/1.1 connection whose heads may be at most `max_head` bytes.
+    pub fn http1(inner: T, max_head: usize) -> (Self, Arc<FramingVerdict>) {
+        let verdict = Arc::new(FramingVerdict::default());
+        let scan = Scan {
+            scanner: Scanner::new(max_head),
+            verdict: verdict.clone(),
+            buf: Vec::new(),
+            start: 0,
+            ready: 0,
+            stopped: false,
+            eof: false,
+        };
+        (
+            FramingGuard {
+                inner,
+                scan: Some(Box::new(scan)),
+            },
+            verdict,
+        )
+    }
+
+    /// No checking (HTTP/2 frames its own messages).
+    pub fn passthrough(inner: T) -> Self {
+        FramingGuard { inner, scan: None }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(scan) = this.scan.as_deref_mut() else {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        };
+        loop {
+            if scan.ready > 0 {
+                let n = scan.ready.min(out.remaining());
+                out.put_slice(&scan.buf[scan.start..scan.start + n]);
+                scan.start += n;
+                scan.ready -= n;
+                if scan.start == scan.buf.len() {
+                    scan.buf.clear();
+                    scan.start = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if scan.stopped {
+                // The stand-in request asked hyper to close; it has no reason to read again.
+                return Poll::Pending;
+            }
+            if scan.eof {
+                // Whatever is left is an unfinished head: hyper reports it as such.
+                scan.ready = scan.buf.len() - scan.start;
+                if scan.ready == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            match scan.scanner.step(&scan.buf[scan.start..]) {
+                Step::Release(n) => scan.ready = n,
+                Step::Reject(rejection) => {
+                    tracing::debug!(reason = %rejection.reason, "request head refused below hyper");
+                    let _ = scan.verdict.rejection.set(*rejection);
+                    scan.buf.truncate(scan.start);
+                    scan.buf.extend_from_slice(STAND_IN);
+                    scan.ready = STAND_IN.len();
+                    scan.stopped = true;
+                }
+                Step::NeedMore => {
+                    if scan.start > 0 {
+                        scan.buf.drain(..scan.start);
+                        scan.start = 0;
+                    }
+                    let have = scan.buf.len();
+                    scan.buf.resize(have + 16 * 1024, 0);
+                    let mut rb = ReadBuf::new(&mut scan.buf[have..]);
+                    let r = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
+                    let got = rb.filled().len();
+                    scan.buf.truncate(have + got);
+                    match r {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) if got == 0 => scan.eof = true,
+                        Poll::Ready(Ok(())) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `piece` bytes; returns what hyper would read and the verdict.
+    fn run(input: &[u8], piece: usize) -> (Vec<u8>, Vec<Step>) {
+        let mut s = Scanner::new(1024);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        let mut steps = Vec::new();
+        for chunk in input.chunks(piece) {
+            pending.extend_from_slice(chunk);
+            loop {
+                match s.step(&pending) {
+                    Step::Release(n) => {
+                        out.extend(pending.drain(..n));
+                    }
+                    Step::NeedMore => break,
+                    r @ Step::Reject(_) => {
+                        steps.push(r);
+                        return (out, steps);
+                    }
+                }
+            }
+        }
+        (out, steps)
+    }
+
+    const GOOD: &[u8] = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+        POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5;ext=1\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n\
+        GET /c HTTP/1.1\r\nHost: h\r\n\r\n";
+
+    #[test]
+    fn well_framed_requests_pass_unchanged_in_any_piece_size() {
+        for piece in [1, 2, 3, 7, 64, 4096] {
+            let (out, steps) = run(GOOD, piece);
+            assert_eq!(out, GOOD, "piece size {piece}");
+            assert!(steps.is_empty());
+        }
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_refused_at_its_position() {
+        let mut input = GOOD.to_vec();
+        input.extend_from_slice(
+            b"POST /smuggle HTTP/1.1\r\nHost: h\r\ncontent-length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+        );
+        for piece in [1, 5, 4096] {
+            let (out, steps) = run(&input, piece);
+            assert_eq!(out, GOOD, "piece size {piece}");
+            let [Step::Reject(r)] = steps.as_slice() else {
+                panic!("{steps:?}")
+            };
+            assert_eq!(r.index, 3);
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert_eq!((r.method.as_str(), r.target.as_str()), ("POST", "/smuggle"));
+            assert_eq!(r.host.as_deref(), Some("h"));
+        }
+        // Order does not matter.
+        let te_first =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n";
+        assert!(matches!(
+            run(te_first, 4096).1.as_slice(),
+            [Step::Reject(_)]
+        ));
+    }
+
+    #[test]
+    fn a_head_smuggled_inside_a_body_is_not_a_head() {
+        // The bytes inside the 60-byte body look like a refused head but are body data.
+        let body = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut input =
+            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        input.extend_from_slice(body);
+        let (out, steps) = run(&input, 3);
+        assert_eq!(out, input);
+        assert!(steps.is_empty());
+    }
+
+    #[test]
+    fn oversized_head_is_refused_with_431() {
+        let mut input = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 2000));
+        for piece in [100, 4096] {
+            let (_, steps) = run(&input, piece);
+            let [Step::Reject(r)] = steps.as_slice() else {
+                panic!("{steps:?}")
+            };
+            assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            assert_eq!(r.index, 0);
+        }
+        // Complete in one piece, still too long.
+        input.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(run(&input, 4096).1.as_slice(), [Step::Reject(_)]));
+    }
+
+    #[test]
+    fn unparseable_input_is_left_to_hyper() {
+        for bad in [
+            &b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\nmore"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\nrest",
+        ] {
+            let (out, steps) = run(bad, 4096);
+            assert_eq!(out, bad);
+            assert!(steps.is_empty());
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_that_overflow_are_left_to_hyper() {
+        let input =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc";
+        let (out, _) = run(input, 4096);
+        assert_eq!(out, input);
+    }
+
+    #[tokio::test]
+    async fn guard_hands_hyper_the_stand_in_and_then_nothing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut guard, verdict) = FramingGuard::http1(server, 8192);
+        let writer = tokio::spawn(async move {
+            client
+                .write_all(b"GET /ok HTTP/1.1\r\n\r\nPOST /no HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc")
+                .await
+                .unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 10];
+        while got.len() < 19 + STAND_IN.len() {
+            let n = guard.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut expected = b"GET /ok HTTP/1.1\r\n\r\n".to_vec();
+        expected.extend_from_slice(STAND_IN);
+        assert_eq!(got, expected);
+        assert!(verdict.rejection_for(0).is_none());
+        assert_eq!(
+            verdict.rejection_for(1).map(|r| r.target.as_str()),
+            Some("/no")
+        );
+        let more =
+            tokio::time::timeout(std::time::Duration::from_millis(50), guard.read(&mut buf)).await;
+        assert!(more.is_err(), "nothing after the stand-in");
+        drop(writer.await);
+    }
+}
