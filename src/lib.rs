@@ -1,6 +1,7 @@
 //! certgate: an HTTPS reverse proxy that terminates mutual TLS the way an AWS Application Load
 //! Balancer listener does, forwarding ALB's client-certificate headers and connection logs.
 
+pub mod balancer;
 pub mod certinfo;
 pub mod config;
 pub mod demo;

@@ -149,20 +149,65 @@ fn check(path: &std::path::Path) -> Result<()> {
     for l in &cfg.listeners {
         tls::ListenerTls::build(l, &stores).with_context(at)?;
     }
+    for g in cfg.target_groups.values() {
+        if g.targets.iter().any(|t| t.https) {
+            certgate::balancer::client::tls_config(&g.name, &g.tls).with_context(at)?;
+        }
+    }
     println!("{}: OK", path.display());
     for l in &cfg.listeners {
         let m = &l.mutual_authentication;
+        let default = &l.routes.default_target_group;
+        let to = match cfg.target_groups.get(default) {
+            Some(g) if g.from_backend_shorthand => g.targets[0].url.clone(),
+            _ => format!("target group {default}"),
+        };
         println!(
             "  listener {}: {} -> {}, mode {}{}",
             l.name,
             l.bind,
-            l.backend.url,
+            to,
             m.mode.as_str(),
             m.trust_store
                 .as_deref()
                 .map(|t| format!(", trust store {t}"))
                 .unwrap_or_default()
         );
+        for (i, r) in l.routes.rules.iter().enumerate() {
+            println!(
+                "    rule[{i}]: host {} path {} -> target group {}",
+                r.host.as_ref().map_or("*", |h| h.as_str()),
+                r.path.as_ref().map_or("*", |p| p.as_str()),
+                r.target_group
+            );
+        }
+    }
+    for g in cfg.target_groups.values().filter(|g| !g.from_backend_shorthand) {
+        let hc = &g.health_check;
+        let targets: Vec<&str> = g.targets.iter().map(|t| t.url.as_str()).collect();
+        println!(
+            "  target group {}: {} target(s) [{}], {}, health check {}",
+            g.name,
+            g.targets.len(),
+            targets.join(", "),
+            g.algorithm.as_str(),
+            if hc.enabled {
+                format!(
+                    "GET {} every {}s (timeout {}s, healthy {}, unhealthy {}, matcher {})",
+                    hc.path,
+                    hc.interval.as_secs(),
+                    hc.timeout.as_secs(),
+                    hc.healthy_threshold,
+                    hc.unhealthy_threshold,
+                    hc.matcher
+                )
+            } else {
+                "off".to_string()
+            }
+        );
+        if g.targets.is_empty() {
+            println!("    warning: no targets; requests routed here are answered 503");
+        }
     }
     for s in stores.values() {
         println!(

@@ -35,6 +35,8 @@ pub enum StartError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    #[error(transparent)]
+    Targets(#[from] crate::balancer::client::TargetTlsError),
     #[error("cannot open {what} {dest}: {error}")]
     Log {
         what: &'static str,
@@ -79,6 +81,7 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
 
+        let groups = crate::balancer::groups(&config);
         let mut bound = Vec::new();
         for l in &config.listeners {
             let tls = ListenerTls::build(l, &stores)?;
@@ -95,7 +98,12 @@ impl Server {
                 error,
             })?;
             let rt = Arc::new(ListenerRuntime {
-                shared: Arc::new(ListenerShared::new(l, local.port(), access_log.clone())),
+                shared: Arc::new(ListenerShared::new(
+                    l,
+                    local.port(),
+                    access_log.clone(),
+                    &groups,
+                )?),
                 tls: ArcSwap::from_pointee(tls),
                 local,
             });
@@ -108,7 +116,7 @@ impl Server {
                 listener = %rt.shared.name,
                 addr = %rt.local,
                 mode = rt.tls.load().mode.as_str(),
-                backend = %rt.shared.backend.url,
+                default_target_group = %rt.shared.router.default_route().group.name(),
                 "listening"
             );
             tasks.push(tokio::spawn(accept_loop(
@@ -132,6 +140,25 @@ impl Server {
             tasks.push(tokio::spawn(crate::truststore::reload::refresh_loop(
                 reloader.clone(),
                 name.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        for group in groups.values() {
+            let hc = &group.config.health_check;
+            if !hc.enabled || group.targets.is_empty() {
+                continue;
+            }
+            let client = crate::balancer::client::client(&group.config, hc.timeout)?;
+            tracing::info!(
+                target_group = %group.name(),
+                targets = group.targets.len(),
+                path = %hc.path,
+                interval_secs = hc.interval.as_secs(),
+                "health checks started"
+            );
+            tasks.push(tokio::spawn(crate::balancer::health::run(
+                group.clone(),
+                client,
                 stop_rx.clone(),
             )));
         }

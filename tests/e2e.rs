@@ -1418,9 +1418,14 @@ async fn backend_faults_give_502_with_a_reason_and_the_proxy_keeps_serving() {
             assert_eq!(a["elb_status_code"], 502, "{how}: {a}");
             assert!(a["target_status_code"].is_null(), "{how}: {a}");
             assert!(
-                a["error_reason"].as_str().unwrap().contains("backend"),
+                a["error_reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("target http://{backend}")),
                 "{how}: {a}"
             );
+            assert_eq!(a["target"], format!("http://{backend}"), "{how}: {a}");
+            assert_eq!(a["target_group"], "web/backend", "{how}: {a}");
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub trust_store: BTreeMap<String, TrustStoreFile>,
     pub s3: Option<S3File>,
+    #[serde(default)]
+    pub target_group: BTreeMap<String, TargetGroupFile>,
     pub connection_log: Option<ConnectionLogFile>,
     pub access_log: Option<AccessLogFile>,
 }
@@ -23,7 +25,11 @@ pub struct ListenerFile {
     pub bind: Option<String>,
     pub certificate_chain: Option<String>,
     pub private_key: Option<String>,
+    /// One-target shorthand for a target group.
     pub backend: Option<String>,
+    pub default_target_group: Option<String>,
+    #[serde(default)]
+    pub rule: Vec<RuleFile>,
     pub mutual_authentication: Option<MutualAuthFile>,
     pub headers: Option<HeadersFile>,
     /// Seconds a client has to complete the TLS handshake.
@@ -113,4 +119,42 @@ pub struct ConnectionLogFile {
 #[derive(Debug, Default, Deserialize)]
 pub struct AccessLogFile {
     pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RuleFile {
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub target_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmFile {
+    RoundRobin,
+    LeastOutstandingRequests,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TargetGroupFile {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub algorithm: Option<AlgorithmFile>,
+    pub health_check: Option<HealthCheckFile>,
+    /// CA bundle for https targets; the system roots when absent.
+    pub ca_bundle: Option<String>,
+    /// certgate's own certificate and key for mTLS to https targets.
+    pub client_certificate: Option<String>,
+    pub client_private_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HealthCheckFile {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub interval_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub matcher: Option<String>,
 }

@@ -3,8 +3,10 @@
 
 pub mod file;
 pub mod runtime;
+pub mod targets;
 
 pub use runtime::*;
+pub use targets::*;
 
 use std::path::{Path, PathBuf};
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub trust_stores: BTreeMap<String, TrustStoreConfig>,
     /// Settings for S3 sources; credentials always come from the standard AWS chain.
     pub s3: S3Settings,
+    /// Declared groups and the one-target groups of `backend = "URL"` listeners.
+    pub target_groups: BTreeMap<String, super::targets::TargetGroupConfig>,
     pub connection_log: ConnectionLogConfig,
     pub access_log: Option<LogDestination>,
 }
@@ -161,20 +163,13 @@ pub struct Timeouts {
     pub backend_response: Duration,
 }
 
-/// Where a listener forwards requests: an `http://host:port` origin.
-#[derive(Debug, Clone)]
-pub struct Backend {
-    pub url: String,
-    pub authority: http::uri::Authority,
-}
-
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
     pub certificate_chain: PathBuf,
     pub private_key: PathBuf,
-    pub backend: Backend,
+    pub routes: super::targets::Routes,
     pub mutual_authentication: MutualAuth,
     pub headers: HeaderNames,
     pub timeouts: Timeouts,
@@ -237,10 +232,10 @@ pub struct TrustStoreConfig {
 }
 
 /// Collects problems with their key paths so that one run of `check` lists all of them.
-struct Problems(Vec<String>);
+pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
+    pub(super) fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
         self.0.push(format!("{key}: {msg}"));
     }
 }
@@ -254,7 +249,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-fn existing_file(base: &Path, key: &str, value: &str, problems: &mut Problems) -> PathBuf {
+pub(super) fn existing_file(base: &Path, key: &str, value: &str, problems: &mut Problems) -> PathBuf {
     let path = resolve(base, value);
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => {}
@@ -332,45 +327,6 @@ fn header_name(
     }
 }
 
-fn backend(key: &str, value: &str, problems: &mut Problems) -> Option<Backend> {
-    let uri: http::Uri = match value.parse() {
-        Ok(u) => u,
-        Err(e) => {
-            problems.push(key, format!("{value:?} is not a URL: {e}"));
-            return None;
-        }
-    };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            problems.push(
-                key,
-                format!("{value}: https backends are not supported yet; use http://"),
-            );
-            return None;
-        }
-        _ => {
-            problems.push(key, format!("{value:?} must start with http://"));
-            return None;
-        }
-    }
-    let Some(authority) = uri.authority().cloned() else {
-        problems.push(key, format!("{value:?} has no host"));
-        return None;
-    };
-    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
-        problems.push(
-            key,
-            format!("{value:?}: give only scheme, host and port (no path)"),
-        );
-        return None;
-    }
-    Some(Backend {
-        url: format!("http://{authority}"),
-        authority,
-    })
-}
-
 /// Turns the file model into the runtime model, or returns every problem found.
 pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     let mut p = Problems(Vec::new());
@@ -446,6 +402,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         s3.force_path_style = f.force_path_style.unwrap_or(false);
     }
 
+    let mut target_groups = super::targets::target_groups(&cfg.target_group, base, &mut p);
     if cfg.listener.is_empty() {
         p.push("listener", "at least one [[listener]] is required");
     }
@@ -515,13 +472,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
                 None
             }
         };
-        let be = match &l.backend {
-            Some(b) => backend(&format!("{key}.backend"), b, &mut p),
-            None => {
-                p.push(&format!("{key}.backend"), "is required");
-                None
-            }
-        };
+        let routes = super::targets::routes(&key, &name, l, &mut target_groups, &mut p);
         let mutual = mutual_auth(
             &key,
             l.mutual_authentication.as_ref(),
@@ -593,15 +544,15 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
             1..=1_000_000,
             &mut p,
         );
-        if let (Some(bind), Some(certificate_chain), Some(private_key), Some(backend)) =
-            (bind, chain, pkey, be)
+        if let (Some(bind), Some(certificate_chain), Some(private_key), Some(routes)) =
+            (bind, chain, pkey, routes)
         {
             listeners.push(ListenerConfig {
                 name,
                 bind,
                 certificate_chain,
                 private_key,
-                backend,
+                routes,
                 mutual_authentication: mutual,
                 headers,
                 timeouts,
@@ -631,6 +582,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
             listeners,
             trust_stores,
             s3,
+            target_groups,
             connection_log,
             access_log,
         })

@@ -17,7 +17,9 @@ pub struct AccessRecord {
     pub host: Option<String>,
     pub user_agent: Option<String>,
     pub elb_status_code: u16,
-    pub target: String,
+    /// The target that served the request (`scheme://host:port`); null when none was tried.
+    pub target: Option<String>,
+    pub target_group: Option<String>,
     pub target_status_code: Option<u16>,
     /// Seconds from receiving the request headers to sending the request to the target.
     pub request_processing_time: f64,

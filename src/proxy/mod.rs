@@ -4,6 +4,7 @@
 pub mod framing;
 pub mod headers;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper::body::{Body as _, Incoming};
 
-use crate::config::{Backend, ListenerConfig, Timeouts};
+use crate::balancer::client::TargetTlsError;
+use crate::balancer::{HealthEvent, Router, Target, TargetGroup};
+use crate::config::{ListenerConfig, Timeouts};
 use crate::logs::access::AccessRecord;
 use crate::logs::LogSink;
 use headers::ConnHeaders;
@@ -28,12 +29,11 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 pub struct ListenerShared {
     pub name: String,
     pub port_value: HeaderValue,
-    pub backend: Backend,
+    pub router: Router,
     pub timeouts: Timeouts,
     pub strip: Vec<http::HeaderName>,
     pub header_names: crate::config::HeaderNames,
     pub limits: crate::config::RequestLimits,
-    pub client: Client<HttpConnector, Body>,
     pub access_log: Option<LogSink>,
     /// Open verify-mode connections, re-checked when the trust store is reloaded.
     pub open_conns: Arc<crate::listener::OpenConns>,
@@ -43,29 +43,25 @@ pub struct ListenerShared {
 }
 
 impl ListenerShared {
-    pub fn new(l: &ListenerConfig, port: u16, access_log: Option<LogSink>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(l.timeouts.backend_connect));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(50))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        ListenerShared {
+    pub fn new(
+        l: &ListenerConfig,
+        port: u16,
+        access_log: Option<LogSink>,
+        groups: &BTreeMap<String, Arc<TargetGroup>>,
+    ) -> Result<Self, TargetTlsError> {
+        Ok(ListenerShared {
             name: l.name.clone(),
             port_value: HeaderValue::from(port),
-            backend: l.backend.clone(),
+            router: Router::new(&l.routes, groups, l.timeouts.backend_connect)?,
             timeouts: l.timeouts,
             strip: l.headers.strip_set(),
             header_names: l.headers.clone(),
             limits: l.limits,
             conn_slots: Arc::new(tokio::sync::Semaphore::new(l.max_connections)),
             max_connections: l.max_connections,
-            client,
             access_log,
             open_conns: Arc::default(),
-        }
+        })
     }
 }
 
@@ -156,7 +152,8 @@ pub async fn handle(
             .and_then(|h| h.to_str().ok())
             .map(str::to_string),
         elb_status_code: 0,
-        target: l.backend.url.clone(),
+        target: None,
+        target_group: None,
         target_status_code: None,
         request_processing_time: 0.0,
         target_processing_time: -1.0,
@@ -183,13 +180,8 @@ pub async fn handle(
         return Ok(finish(&ctx, log, resp, received));
     }
 
-    let uri = match Uri::builder()
-        .scheme("http")
-        .authority(l.backend.authority.clone())
-        .path_and_query(path_and_query.as_str())
-        .build()
-    {
-        Ok(u) => u,
+    let pq = match path_and_query.parse::<http::uri::PathAndQuery>() {
+        Ok(pq) => pq,
         Err(e) => {
             return Ok(finish(
                 &ctx,
@@ -221,69 +213,118 @@ pub async fn handle(
     for (name, value) in &ctx.headers {
         parts.headers.insert(name.clone(), value.clone());
     }
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
+    let route = l.router.route(host.as_deref(), parts.uri.path());
+    log.target_group = Some(route.group.name().to_string());
+    // A request without a body can go to another target when a connection cannot be opened:
+    // nothing of it reached the first one.
+    let retryable = body.is_end_stream();
     // Trailer fields are forwarded, but never a certgate-owned name among them.
     let strip = l.strip.clone();
-    let body = body
-        .map_frame(move |frame| match frame.into_trailers() {
+    let mut body = Some(
+        body.map_frame(move |frame| match frame.into_trailers() {
             Ok(mut trailers) => {
                 headers::strip_owned(&mut trailers, &strip);
                 hyper::body::Frame::trailers(trailers)
             }
             Err(frame) => frame,
         })
-        .boxed();
-    let upstream = Request::from_parts(parts, body);
+        .boxed(),
+    );
+    let mut tried: Vec<Arc<Target>> = Vec::new();
+    let response = loop {
+        let Some(pick) = route.group.pick(&tried) else {
+            let reason = format!("target group {} has no targets", route.group.name());
+            log.error_reason = Some(reason.clone());
+            break text(StatusCode::SERVICE_UNAVAILABLE, &reason);
+        };
+        let target = pick.target.clone();
+        log.target = Some(target.url.url.clone());
+        let uri = Uri::builder()
+            .scheme(if target.url.https { "https" } else { "http" })
+            .authority(target.url.authority.clone())
+            .path_and_query(pq.clone())
+            .build();
+        let uri = match uri {
+            Ok(u) => u,
+            Err(e) => {
+                let reason = format!("cannot address target {}: {e}", target.url.url);
+                log.error_reason = Some(reason.clone());
+                break text(StatusCode::BAD_GATEWAY, &reason);
+            }
+        };
+        let mut upstream = Request::new(body.take().unwrap_or_else(empty_body));
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = parts.headers.clone();
 
-    let sent = Instant::now();
-    log.request_processing_time = secs(sent - received);
-    let result =
-        tokio::time::timeout(l.timeouts.backend_response, l.client.request(upstream)).await;
-    let response = match result {
-        Err(_) => {
-            let reason = format!(
-                "backend {} sent no response within {}s",
-                l.backend.url,
-                l.timeouts.backend_response.as_secs()
-            );
-            log.error_reason = Some(reason.clone());
-            text(StatusCode::GATEWAY_TIMEOUT, &reason)
-        }
-        Ok(Err(e)) if client_side(&e) => {
-            let reason = format!(
-                "client aborted the request body: {}",
-                crate::error_chain(&e)
-            );
-            log.error_reason = Some(reason.clone());
-            text(StatusCode::BAD_REQUEST, &reason)
-        }
-        Ok(Err(e)) => {
-            let reason = if e.is_connect() {
-                format!(
-                    "cannot connect to backend {}: {}",
-                    l.backend.url,
+        let sent = Instant::now();
+        log.request_processing_time = secs(sent - received);
+        let result =
+            tokio::time::timeout(l.timeouts.backend_response, route.client.request(upstream))
+                .await;
+        drop(pick);
+        match result {
+            Err(_) => {
+                let reason = format!(
+                    "target {} sent no response within {}s",
+                    target.url.url,
+                    l.timeouts.backend_response.as_secs()
+                );
+                log.error_reason = Some(reason.clone());
+                break text(StatusCode::GATEWAY_TIMEOUT, &reason);
+            }
+            Ok(Err(e)) if client_side(&e) => {
+                let reason = format!(
+                    "client aborted the request body: {}",
                     crate::error_chain(&e)
-                )
-            } else {
-                format!(
-                    "backend {} failed: {}",
-                    l.backend.url,
+                );
+                log.error_reason = Some(reason.clone());
+                break text(StatusCode::BAD_REQUEST, &reason);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                let why = crate::error_chain(&e);
+                route
+                    .group
+                    .observe(&target, &HealthEvent::ConnectFailed(why.clone()));
+                tried.push(target.clone());
+                if retryable && tried.len() < MAX_ATTEMPTS && tried.len() < route.group.targets.len()
+                {
+                    tracing::debug!(conn_trace_id = %ctx.trace_id, target = %target.url.url, "connect failed, trying another target: {why}");
+                    continue;
+                }
+                let reason = format!("cannot connect to target {}: {why}", target.url.url);
+                log.error_reason = Some(reason.clone());
+                break text(StatusCode::BAD_GATEWAY, &reason);
+            }
+            Ok(Err(e)) => {
+                let reason = format!(
+                    "target {} failed: {}",
+                    target.url.url,
                     crate::error_chain(&e)
-                )
-            };
-            log.error_reason = Some(reason.clone());
-            text(StatusCode::BAD_GATEWAY, &reason)
-        }
-        Ok(Ok(resp)) => {
-            log.target_processing_time = secs(sent.elapsed());
-            log.target_status_code = Some(resp.status().as_u16());
-            let (mut rparts, rbody) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut rparts.headers);
-            Response::from_parts(rparts, rbody.boxed())
+                );
+                log.error_reason = Some(reason.clone());
+                break text(StatusCode::BAD_GATEWAY, &reason);
+            }
+            Ok(Ok(resp)) => {
+                log.target_processing_time = secs(sent.elapsed());
+                log.target_status_code = Some(resp.status().as_u16());
+                let (mut rparts, rbody) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut rparts.headers);
+                break Response::from_parts(rparts, rbody.boxed());
+            }
         }
     };
     Ok(finish(&ctx, log, response, received))
+}
+
+/// Attempts per request when connections to targets cannot be opened.
+const MAX_ATTEMPTS: usize = 3;
+
+fn empty_body() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 fn finish(
