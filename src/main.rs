@@ -182,7 +182,11 @@ fn check(path: &std::path::Path) -> Result<()> {
             );
         }
     }
-    for g in cfg.target_groups.values().filter(|g| !g.from_backend_shorthand) {
+    for g in cfg
+        .target_groups
+        .values()
+        .filter(|g| !g.from_backend_shorthand)
+    {
         let hc = &g.health_check;
         let targets: Vec<&str> = g.targets.iter().map(|t| t.url.as_str()).collect();
         println!(

@@ -73,7 +73,7 @@ pub fn tls_config(group: &str, tls: &TargetTls) -> Result<rustls::ClientConfig, 
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
         .with_root_certificates(roots);
-    let mut config = match &tls.client_identity {
+    let config = match &tls.client_identity {
         None => builder.with_no_client_auth(),
         Some((chain, key)) => {
             let certified = crate::tls::load_certified_key(
@@ -86,7 +86,6 @@ pub fn tls_config(group: &str, tls: &TargetTls) -> Result<rustls::ClientConfig, 
             builder.with_client_cert_resolver(Arc::new(Identity(certified)))
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

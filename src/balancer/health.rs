@@ -51,7 +51,10 @@ pub async fn check(group: &TargetGroup, target: &Target, client: &TargetClient) 
     };
     let req = Request::get(uri)
         .header(header::HOST, target.url.authority.as_str())
-        .header(header::USER_AGENT, concat!("certgate-health-check/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("certgate-health-check/", env!("CARGO_PKG_VERSION")),
+        )
         .body(
             Empty::<Bytes>::new()
                 .map_err(|never: std::convert::Infallible| match never {})
@@ -67,11 +70,9 @@ pub async fn check(group: &TargetGroup, target: &Target, client: &TargetClient) 
             hc.path,
             hc.timeout.as_secs()
         )),
-        Ok(Err(e)) => HealthEvent::CheckFailed(format!(
-            "GET {}: {}",
-            hc.path,
-            crate::error_chain(&e)
-        )),
+        Ok(Err(e)) => {
+            HealthEvent::CheckFailed(format!("GET {}: {}", hc.path, crate::error_chain(&e)))
+        }
         Ok(Ok(resp)) => {
             let status = resp.status().as_u16();
             // Read the body (within the timeout) so the connection can go back to the pool.

@@ -300,8 +300,16 @@ mod tests {
         let g = group(2, Algorithm::RoundRobin);
         let t = &g.targets[0];
         let fail = HealthEvent::CheckFailed("503".into());
-        assert_eq!(g.observe(t, &fail), None, "one failure is not enough (threshold 2)");
-        assert_eq!(g.observe(t, &HealthEvent::CheckPassed), None, "streak broken");
+        assert_eq!(
+            g.observe(t, &fail),
+            None,
+            "one failure is not enough (threshold 2)"
+        );
+        assert_eq!(
+            g.observe(t, &HealthEvent::CheckPassed),
+            None,
+            "streak broken"
+        );
         assert_eq!(g.observe(t, &fail), None);
         assert_eq!(g.observe(t, &fail), Some(false));
         for _ in 1..HealthCheckConfig::default().healthy_threshold {
@@ -325,7 +333,9 @@ mod tests {
         let first = g.pick(&[]).unwrap();
         let second = g.pick(std::slice::from_ref(&first.target)).unwrap();
         assert_ne!(port(&first), port(&second));
-        assert!(g.pick(&[first.target.clone(), second.target.clone()]).is_none());
+        assert!(g
+            .pick(&[first.target.clone(), second.target.clone()])
+            .is_none());
     }
 
     #[test]

@@ -101,9 +101,7 @@ fn check_len(p: &str) -> Result<(), String> {
         return Err("is empty".to_string());
     }
     if p.len() > MAX_PATTERN_LEN {
-        return Err(format!(
-            "{p:?} is longer than {MAX_PATTERN_LEN} characters"
-        ));
+        return Err(format!("{p:?} is longer than {MAX_PATTERN_LEN} characters"));
     }
     Ok(())
 }

@@ -249,7 +249,12 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-pub(super) fn existing_file(base: &Path, key: &str, value: &str, problems: &mut Problems) -> PathBuf {
+pub(super) fn existing_file(
+    base: &Path,
+    key: &str,
+    value: &str,
+    problems: &mut Problems,
+) -> PathBuf {
     let path = resolve(base, value);
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => {}

@@ -184,7 +184,10 @@ pub(super) fn target_groups(
     for (name, g) in groups {
         let key = format!("target_group.{name}");
         if name.is_empty() || name.contains('/') {
-            p.push(&key, "a target group name must be non-empty and without \"/\"");
+            p.push(
+                &key,
+                "a target group name must be non-empty and without \"/\"",
+            );
         }
         let mut targets: Vec<TargetUrl> = Vec::new();
         for (i, t) in g.targets.iter().enumerate() {
@@ -223,8 +226,7 @@ pub(super) fn target_groups(
                 None
             }
         };
-        if (ca_bundle.is_some() || client_identity.is_some()) && !targets.iter().any(|t| t.https)
-        {
+        if (ca_bundle.is_some() || client_identity.is_some()) && !targets.iter().any(|t| t.https) {
             p.push(
                 &key,
                 "ca_bundle / client_certificate apply to https:// targets, and this group has none",
@@ -268,7 +270,12 @@ fn health_check(key: &str, h: Option<&HealthCheckFile>, p: &mut Problems) -> Hea
             default
         }
     };
-    let interval = int("interval_secs", h.interval_secs, d.interval.as_secs(), 1..=300);
+    let interval = int(
+        "interval_secs",
+        h.interval_secs,
+        d.interval.as_secs(),
+        1..=300,
+    );
     let timeout = int("timeout_secs", h.timeout_secs, d.timeout.as_secs(), 1..=120);
     let healthy = int(
         "healthy_threshold",
@@ -282,12 +289,18 @@ fn health_check(key: &str, h: Option<&HealthCheckFile>, p: &mut Problems) -> Hea
         u64::from(d.unhealthy_threshold),
         1..=10,
     );
-    if timeout >= interval && h.timeout_secs.is_some() {
-        p.push(
-            &format!("{key}.timeout_secs"),
-            format!("must be less than interval_secs ({interval})"),
-        );
-    }
+    let timeout = match h.timeout_secs {
+        Some(t) if t > interval => {
+            p.push(
+                &format!("{key}.timeout_secs"),
+                format!("must not exceed interval_secs ({interval})"),
+            );
+            t
+        }
+        Some(t) => t,
+        // The default, shortened to fit a short interval.
+        None => timeout.min(interval),
+    };
     let path = match h.path.as_deref() {
         None => d.path.clone(),
         Some(path) if path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok() => {
@@ -401,7 +414,10 @@ pub(super) fn routes(
             continue;
         };
         if !groups.contains_key(group) {
-            p.push(&format!("{rkey}.target_group"), unknown_group(group, groups));
+            p.push(
+                &format!("{rkey}.target_group"),
+                unknown_group(group, groups),
+            );
         }
         if (r.host.is_some() && host.is_none()) || (r.path.is_some() && path.is_none()) {
             continue;
@@ -414,7 +430,9 @@ pub(super) fn routes(
         if let Some((j, _)) = rules.iter().find(|(_, earlier)| earlier.shadows(&rule)) {
             p.push(
                 &rkey,
-                format!("can never match: every request it matches is taken by rule[{j}] before it"),
+                format!(
+                    "can never match: every request it matches is taken by rule[{j}] before it"
+                ),
             );
         }
         rules.push((i, rule));

@@ -261,8 +261,7 @@ pub async fn handle(
         let sent = Instant::now();
         log.request_processing_time = secs(sent - received);
         let result =
-            tokio::time::timeout(l.timeouts.backend_response, route.client.request(upstream))
-                .await;
+            tokio::time::timeout(l.timeouts.backend_response, route.client.request(upstream)).await;
         drop(pick);
         match result {
             Err(_) => {
@@ -282,27 +281,31 @@ pub async fn handle(
                 log.error_reason = Some(reason.clone());
                 break text(StatusCode::BAD_REQUEST, &reason);
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(e)) => {
                 let why = crate::error_chain(&e);
-                route
-                    .group
-                    .observe(&target, &HealthEvent::ConnectFailed(why.clone()));
+                let connect = e.is_connect();
+                if connect {
+                    route
+                        .group
+                        .observe(&target, &HealthEvent::ConnectFailed(why.clone()));
+                }
                 tried.push(target.clone());
-                if retryable && tried.len() < MAX_ATTEMPTS && tried.len() < route.group.targets.len()
-                {
-                    tracing::debug!(conn_trace_id = %ctx.trace_id, target = %target.url.url, "connect failed, trying another target: {why}");
+                // Another target may take the request when none of it can have been acted on
+                // (no connection), or when repeating it is harmless (an idempotent method
+                // without a body, RFC 9110 §9.2.2), as nginx's proxy_next_upstream does.
+                let again = retryable
+                    && (connect || idempotent(&parts.method))
+                    && tried.len() < MAX_ATTEMPTS
+                    && tried.len() < route.group.targets.len();
+                if again {
+                    tracing::debug!(conn_trace_id = %ctx.trace_id, target = %target.url.url, "trying another target after: {why}");
                     continue;
                 }
-                let reason = format!("cannot connect to target {}: {why}", target.url.url);
-                log.error_reason = Some(reason.clone());
-                break text(StatusCode::BAD_GATEWAY, &reason);
-            }
-            Ok(Err(e)) => {
-                let reason = format!(
-                    "target {} failed: {}",
-                    target.url.url,
-                    crate::error_chain(&e)
-                );
+                let reason = if connect {
+                    format!("cannot connect to target {}: {why}", target.url.url)
+                } else {
+                    format!("target {} failed: {why}", target.url.url)
+                };
                 log.error_reason = Some(reason.clone());
                 break text(StatusCode::BAD_GATEWAY, &reason);
             }
@@ -318,7 +321,12 @@ pub async fn handle(
     Ok(finish(&ctx, log, response, received))
 }
 
-/// Attempts per request when connections to targets cannot be opened.
+fn idempotent(m: &http::Method) -> bool {
+    use http::Method as M;
+    [M::GET, M::HEAD, M::OPTIONS, M::TRACE, M::PUT, M::DELETE].contains(m)
+}
+
+/// Attempts per request when targets fail before answering.
 const MAX_ATTEMPTS: usize = 3;
 
 fn empty_body() -> Body {
