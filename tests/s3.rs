@@ -14,19 +14,16 @@ mod s3_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use s3_support::{aws_env, aws_env_in_process, free_port, s3_table, s3_url, Moto, Put, S3};
 use serde_json::Value;
 use support::pki::*;
-use support::{
-    capture, client_config, get, json_lines, poll, strip_ansi, write_config, Backend, Proxy,
-};
+use support::process::ChildGuard;
+use support::{client_config, get, json_lines, poll, strip_ansi, write_config, Backend, Proxy};
 
-const BIN: &str = env!("CARGO_BIN_EXE_certgate");
 const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
 
 const BUNDLE_KEY: &str = "corp/ca-bundle.pem";
@@ -35,8 +32,6 @@ const ROOT_CRL_KEY: &str = "corp/crl/root.crl.der";
 
 /// Bound for a change in S3 to reach a proxy refreshing every second.
 const PICKUP: Duration = Duration::from_secs(20);
-/// Bound for a `certgate` command (S3 retries included) to finish.
-const COMMAND: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // The trust store in S3 and configs pointing at it
@@ -295,94 +290,35 @@ fn version_of(rec: &Value) -> String {
 // certgate processes
 // ---------------------------------------------------------------------------------------------
 
-/// A `certgate` process with the test AWS environment; output collected; killed when dropped.
-struct Certgate {
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-    exited: Option<ExitStatus>,
+/// The binary with the AWS test environment (moto's endpoint, fake credentials, no instance
+/// metadata), plus the S3-specific waits.
+struct Certgate(ChildGuard);
+
+impl std::ops::Deref for Certgate {
+    type Target = ChildGuard;
+    fn deref(&self) -> &ChildGuard {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Certgate {
+    fn deref_mut(&mut self) -> &mut ChildGuard {
+        &mut self.0
+    }
 }
 
 impl Certgate {
     fn spawn(args: &[&str], cwd: &Path) -> Certgate {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(cwd)
-            .env("CERTGATE_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = aws_env(&mut cmd)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            capture(child.stdout.take().unwrap(), stdout.clone()),
-            capture(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Certgate {
-            child,
-            stdout,
-            stderr,
-            readers,
-            exited: None,
-        }
+        Certgate(ChildGuard::spawn_with(args, cwd, |cmd| {
+            aws_env(cmd);
+        }))
     }
 
     /// Runs `certgate ARGS` to completion (bounded): (status, stdout, stderr).
     fn run(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
-        let mut c = Certgate::spawn(args, cwd);
-        let status = c.wait_exit(COMMAND);
-        (status, c.stdout(), c.stderr())
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        strip_ansi(&String::from_utf8_lossy(&self.stderr.lock().unwrap()))
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            self.exited = Some(status);
-            panic!(
-                "certgate exited unexpectedly ({status}); stderr:\n{}",
-                self.stderr()
-            );
-        }
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let status = poll(timeout, "certgate to exit", || {
-            self.child.try_wait().expect("try_wait")
-        });
-        self.exited = Some(status);
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        status
-    }
-
-    /// Waits for the " listening " log line and returns its `addr=`.
-    fn listening_addr(&mut self) -> SocketAddr {
-        let line = poll(COMMAND, "certgate to listen", || {
-            let err = self.stderr();
-            if let Some(l) = err.lines().find(|l| l.contains(" listening ")) {
-                return Some(l.to_string());
-            }
-            self.assert_running();
-            None
-        });
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in {line:?}"));
-        addr.parse().unwrap_or_else(|e| panic!("{addr:?}: {e}"))
+        ChildGuard::run_with(args, cwd, |cmd| {
+            aws_env(cmd);
+        })
     }
 
     /// Error lines on stderr that contain `needle`.
@@ -407,15 +343,6 @@ impl Certgate {
     }
 }
 
-impl Drop for Certgate {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// `certgate run -c CONFIG` in `dir`, listening, with a probe on its connection log.
 struct Running {
     process: Certgate,
@@ -429,7 +356,7 @@ fn run_proxy(dir: &Path, config: &Path) -> Running {
         addr,
         conn_log: dir.join("conn.log"),
         records: 0,
-        stderr: Some(process.stderr.clone()),
+        stderr: Some(process.stderr_buffer()),
     };
     Running { process, probe }
 }
