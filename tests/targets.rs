@@ -559,3 +559,115 @@ fn check_names_every_group_and_rule_problem() {
         "{tls_without_https}"
     );
 }
+
+/// As a user would: the real binary in front of three backends, curl in a loop, one backend
+/// stopped and restarted. No request fails; stderr tells the story once per change.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_keeps_serving_curl_while_a_target_is_stopped_and_restarted() {
+    use support::process::ChildGuard;
+    let pki = Pki::new();
+    let (a, b) = (Target::start("a").await, Target::start("b").await);
+    let mut c = Target::start("c").await;
+    let dir = tempfile::tempdir().unwrap();
+    let dummy = SocketAddr::from(([127, 0, 0, 1], 9));
+    let groups = format!(
+        "[target_group.app]\ntargets = {}\n[target_group.app.health_check]\npath = \"/healthz\"\n\
+         interval_secs = 1\nhealthy_threshold = 2\nunhealthy_threshold = 2\n",
+        list(&[&a, &b, &c])
+    );
+    let cfg = write_config(dir.path(), &pki, dummy, OFF, &groups);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("backend = \"http://{dummy}\""),
+        "default_target_group = \"app\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    write_pem(dir.path(), "server_ca.pem", &pki.server_ca.pem);
+    let mut proxy = ChildGuard::spawn(&["run", "-c", cfg.to_str().unwrap()], dir.path(), &[]);
+    let addr = proxy.listening_addr();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, dir) = (stop.clone(), dir.path().to_path_buf());
+        let url = format!("https://localhost:{}/load", addr.port());
+        std::thread::spawn(move || {
+            let mut codes = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let out = std::process::Command::new("curl")
+                    .current_dir(&dir)
+                    .args([
+                        "-q",
+                        "-sS",
+                        "--max-time",
+                        "10",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .args(["--cacert", "server_ca.pem", "--resolve"])
+                    .arg(format!("localhost:{}:127.0.0.1", addr.port()))
+                    .arg(&url)
+                    .env_remove("https_proxy")
+                    .env_remove("HTTPS_PROXY")
+                    .output()
+                    .expect("run curl");
+                codes.push(String::from_utf8_lossy(&out.stdout).into_owned());
+            }
+            codes
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c_url = c.url();
+    let stopped = Instant::now();
+    c.stop();
+    let needle = format!("target={c_url} ");
+    let unhealthy = "target unhealthy";
+    poll(Duration::from_secs(10), "the unhealthy line", || {
+        let err = proxy.stderr();
+        err.lines()
+            .any(|l| l.contains(unhealthy) && l.contains(&needle))
+            .then_some(())
+    });
+    let left = stopped.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hits_down = c.hits();
+    let restarted = Instant::now();
+    c.restart().await;
+    poll(Duration::from_secs(15), "the healthy line", || {
+        let err = proxy.stderr();
+        err.lines()
+            .any(|l| l.contains("target healthy") && l.contains(&needle))
+            .then_some(())
+    });
+    let rejoined = restarted.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let codes = load.join().unwrap();
+    proxy.assert_running();
+    let failed: Vec<&String> = codes.iter().filter(|c| c.as_str() != "200").collect();
+    assert!(codes.len() > 20, "load ran: {} requests", codes.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        codes.len()
+    );
+    assert!(c.hits() > hits_down, "the restarted target serves again");
+    let err = proxy.stderr();
+    let changes = |what: &str| {
+        err.lines()
+            .filter(|l| l.contains(what) && l.contains(&needle))
+            .count()
+    };
+    assert_eq!(
+        changes("target unhealthy"),
+        1,
+        "one line per change:\n{err}"
+    );
+    assert_eq!(changes("target healthy"), 1, "one line per change:\n{err}");
+    eprintln!(
+        "{} curl requests, 0 failed; left rotation {left:?} after stop, rejoined {rejoined:?} after restart",
+        codes.len()
+    );
+}
