@@ -21,6 +21,18 @@ fn example_config_checks() {
 }
 
 #[test]
+fn target_group_example_checks() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/target-groups.toml");
+    let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let l = &cfg.listeners[0];
+    assert_eq!(l.routes.default_target_group, "app");
+    assert_eq!(l.routes.rules.len(), 1);
+    assert_eq!(cfg.target_groups["app"].targets.len(), 2);
+    assert!(!cfg.target_groups["api"].health_check.enabled);
+}
+
+#[test]
 fn committed_demo_pki_matches_what_the_binary_embeds() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("truststores/demo");
     for (name, contents) in certgate::demo::EMBEDDED {
