@@ -217,7 +217,7 @@ pub async fn handle(
     log.target_group = Some(route.group.name().to_string());
     // A request without a body can go to another target when a connection cannot be opened:
     // nothing of it reached the first one.
-    let retryable = body.is_end_stream();
+    let retryable = body.is_end_stream() && route.group.targets.len() > 1;
     // Trailer fields are forwarded, but never a certgate-owned name among them.
     let strip = l.strip.clone();
     let mut body = Some(
@@ -256,7 +256,12 @@ pub async fn handle(
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.version_mut() = Version::HTTP_11;
-        *upstream.headers_mut() = parts.headers.clone();
+        // Only a request that may be sent again needs its headers kept.
+        *upstream.headers_mut() = if retryable {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
 
         let sent = Instant::now();
         log.request_processing_time = secs(sent - received);
