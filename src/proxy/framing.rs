@@ -438,7 +438,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 scan.start += n;
                 scan.ready -= n;
                 if scan.start == scan.buf.len() {
-                    scan.buf.clear();
+                    // Held bytes are the exception (a head split over reads): give the memory
+                    // back rather than keep it for the life of an idle connection.
+                    scan.buf = Vec::new();
                     scan.start = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -455,36 +457,76 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 }
                 continue;
             }
-            match scan.scanner.step(&scan.buf[scan.start..]) {
-                Step::Release(n) => scan.ready = n,
-                Step::Reject(rejection) => {
-                    tracing::debug!(reason = %rejection.reason, "request head refused below hyper");
-                    let _ = scan.verdict.rejection.set(*rejection);
-                    scan.buf.truncate(scan.start);
-                    scan.buf.extend_from_slice(STAND_IN);
-                    scan.ready = STAND_IN.len();
-                    scan.stopped = true;
-                }
-                Step::NeedMore => {
-                    if scan.start > 0 {
-                        scan.buf.drain(..scan.start);
-                        scan.start = 0;
+            if scan.start < scan.buf.len() {
+                // Bytes are held (the start of a head): scan them, reading more as needed.
+                match scan.scanner.step(&scan.buf[scan.start..]) {
+                    Step::Release(n) => scan.ready = n,
+                    Step::Reject(rejection) => scan.reject(*rejection),
+                    Step::NeedMore => {
+                        if scan.start > 0 {
+                            scan.buf.drain(..scan.start);
+                            scan.start = 0;
+                        }
+                        let have = scan.buf.len();
+                        scan.buf.resize(have + 4096, 0);
+                        let mut rb = ReadBuf::new(&mut scan.buf[have..]);
+                        let r = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
+                        let got = rb.filled().len();
+                        scan.buf.truncate(have + got);
+                        match r {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Ready(Ok(())) if got == 0 => scan.eof = true,
+                            Poll::Ready(Ok(())) => {}
+                        }
                     }
-                    let have = scan.buf.len();
-                    scan.buf.resize(have + 16 * 1024, 0);
-                    let mut rb = ReadBuf::new(&mut scan.buf[have..]);
-                    let r = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
-                    let got = rb.filled().len();
-                    scan.buf.truncate(have + got);
-                    match r {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Ready(Ok(())) if got == 0 => scan.eof = true,
-                        Poll::Ready(Ok(())) => {}
+                }
+                continue;
+            }
+            // Nothing held: read straight into hyper's buffer and check the new bytes there.
+            let before = out.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, out) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let got = out.filled().len() - before;
+            if got == 0 {
+                scan.eof = true;
+                return Poll::Ready(Ok(()));
+            }
+            let fresh = &out.filled()[before..];
+            let mut clean = 0;
+            while clean < got {
+                match scan.scanner.step(&fresh[clean..]) {
+                    Step::Release(n) => clean += n,
+                    Step::NeedMore => {
+                        scan.buf.extend_from_slice(&fresh[clean..]);
+                        break;
+                    }
+                    Step::Reject(rejection) => {
+                        scan.reject(*rejection);
+                        break;
                     }
                 }
             }
+            out.set_filled(before + clean);
+            if clean > 0 {
+                return Poll::Ready(Ok(()));
+            }
         }
+    }
+}
+
+impl Scan {
+    /// Replaces everything from the refused head on with the stand-in, and stops.
+    fn reject(&mut self, rejection: Rejection) {
+        tracing::debug!(reason = %rejection.reason, "request head refused below hyper");
+        let _ = self.verdict.rejection.set(rejection);
+        self.buf.truncate(self.start);
+        self.buf.extend_from_slice(STAND_IN);
+        self.ready = self.buf.len() - self.start;
+        self.stopped = true;
     }
 }
 
