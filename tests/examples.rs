@@ -22,8 +22,7 @@ fn example_config_checks() {
 
 #[test]
 fn target_group_example_checks() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/target-groups.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/target-groups.toml");
     let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let l = &cfg.listeners[0];
     assert_eq!(l.routes.default_target_group, "app");
