@@ -236,7 +236,7 @@ fn bench_headers(c: &mut Criterion) {
     );
     assert_eq!(conn_headers.len(), 5);
     let strip = names.strip_set();
-    let client_ip = "203.0.113.9".to_string();
+    let client_ip = HeaderValue::from_static("203.0.113.9");
     let port = HeaderValue::from_static("443");
     let request = request_headers();
 

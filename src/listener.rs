@@ -387,6 +387,8 @@ async fn connection(
         trace_id: trace_id.clone(),
         client: peer,
         client_ip: peer.ip().to_string(),
+        client_ip_value: http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("")),
         listener: shared.clone(),
         headers: conn_headers,
         leaf_subject: leaf.map(|l| l.subject),
@@ -400,8 +402,7 @@ async fn connection(
         .keep_alive(true)
         .timer(timer.clone())
         .header_read_timeout(shared.timeouts.idle)
-        .max_buf_size(max_head)
-        .max_headers(proxy::framing::MAX_HEADERS);
+        .max_buf_size(max_head);
     builder.http2().timer(timer).max_header_list_size(
         u32::try_from(shared.limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
     );

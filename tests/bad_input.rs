@@ -1368,11 +1368,20 @@ async fn malformed_requests_get_their_documented_status_and_the_proxy_keeps_serv
             "request head over twice max_request_header_bytes",
             format!(
                 "GET /huge HTTP/1.1\r\nHost: localhost\r\n{}{end}",
-                (0..140).map(|i| format!("X-H{i}: {}\r\n", pad(1000))).collect::<String>()
+                (0..60).map(|i| format!("X-H{i}: {}\r\n", pad(2500))).collect::<String>()
             ),
             431,
         )
         .says(&["request head is larger than 131072 bytes"]),
+        req(
+            "101 header fields",
+            format!(
+                "GET /count HTTP/1.1\r\nHost: localhost\r\n{}{end}",
+                (0..100).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+            ),
+            431,
+        )
+        .says(&["more than 100 header fields"]),
         RequestCase {
             body_says: &["65536"],
             ..req(

@@ -30,8 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// close the connection after answering it.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n";
 
-/// Most header lines hyper accepts (`max_headers` on the HTTP/1 builder).
-pub const MAX_HEADERS: usize = 256;
+/// Most header fields a request may have: hyper's default, which keeps its header index on
+/// the stack.
+pub const MAX_HEADERS: usize = 100;
 
 /// A refused request: where it was on the connection and what the client is told.
 #[derive(Debug, Clone)]
@@ -152,10 +153,19 @@ impl Scanner {
         if !ended {
             return self.too_long_or_more(buf);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(buf) {
+        let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut req,
+            buf,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Partial) => self.too_long_or_more(buf),
+            Err(httparse::Error::TooManyHeaders) => Step::Reject(Box::new(self.rejection(
+                &req,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request has more than {MAX_HEADERS} header fields"),
+            ))),
             Ok(httparse::Status::Complete(len)) if len > self.max_head => self.too_long(&req),
             Ok(httparse::Status::Complete(len)) => {
                 self.searched = 0;
@@ -213,9 +223,13 @@ impl Scanner {
         if buf.len() <= self.max_head {
             return Step::NeedMore;
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let _ = req.parse(buf);
+        let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let _ = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut req,
+            buf,
+            &mut headers,
+        );
         self.too_long(&req)
     }
 

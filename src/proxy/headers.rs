@@ -149,22 +149,26 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 }
 
 /// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto and X-Forwarded-Port.
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &str, port: &HeaderValue) {
+pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, port: &HeaderValue) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let prior: Vec<String> = headers
+    let prior: Vec<&str> = headers
         .get_all(&xff)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let joined = if prior.is_empty() {
-        client_ip.to_string()
+    if prior.is_empty() {
+        headers.insert(xff, client_ip.clone());
     } else {
-        format!("{}, {client_ip}", prior.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(xff, v);
+        let joined = format!(
+            "{}, {}",
+            prior.join(", "),
+            client_ip.to_str().unwrap_or_default()
+        );
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert(xff, v);
+        }
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -225,7 +229,11 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        set_forwarded(&mut h, "127.0.0.1", &HeaderValue::from_static("8443"));
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("127.0.0.1"),
+            &HeaderValue::from_static("8443"),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-port"], "8443");

@@ -71,6 +71,8 @@ pub struct ConnContext {
     pub trace_id: String,
     pub client: SocketAddr,
     pub client_ip: String,
+    /// `client_ip` as a header value, for X-Forwarded-For.
+    pub client_ip_value: HeaderValue,
     pub listener: Arc<ListenerShared>,
     pub headers: ConnHeaders,
     pub leaf_subject: Option<String>,
@@ -116,41 +118,25 @@ pub async fn handle(
     let l = &ctx.listener;
     let (mut parts, body) = req.into_parts();
 
-    let path_and_query = parts
+    let pq = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // The request target's authority (HTTP/2 `:authority`, HTTP/1.1 absolute-form) wins over
     // a Host header (RFC 9113 §8.3.1, RFC 9112 §3.2.2), and becomes the Host the backend sees.
-    let host = parts.uri.authority().map(|a| a.to_string()).or_else(|| {
+    let authority_host = parts.uri.authority().map(|a| a.to_string());
+    let host = authority_host.clone().or_else(|| {
         parts
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
     });
+    // Without an access log only the timings and the error reason are needed: the strings
+    // below are built only for a log that will be written.
+    let logging = l.access_log.is_some();
     let mut log = AccessRecord {
-        timestamp: crate::logs::timestamp(time::OffsetDateTime::now_utc()),
-        conn_trace_id: ctx.trace_id.clone(),
-        listener: l.name.clone(),
-        client_ip: ctx.client_ip.clone(),
-        client_port: ctx.client.port(),
-        request: format!(
-            "{} {} {}",
-            parts.method,
-            path_and_query,
-            version_name(parts.version)
-        ),
-        method: parts.method.to_string(),
-        path: path_and_query.clone(),
-        http_version: version_name(parts.version),
-        host: host.clone(),
-        user_agent: parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string),
         elb_status_code: 0,
         target: None,
         target_group: None,
@@ -159,8 +145,31 @@ pub async fn handle(
         target_processing_time: -1.0,
         response_processing_time: 0.0,
         error_reason: None,
-        leaf_client_cert_subject: ctx.leaf_subject.clone(),
+        ..AccessRecord::default()
     };
+    if logging {
+        log.timestamp = crate::logs::timestamp(time::OffsetDateTime::now_utc());
+        log.conn_trace_id = ctx.trace_id.clone();
+        log.listener = l.name.clone();
+        log.client_ip = ctx.client_ip.clone();
+        log.client_port = ctx.client.port();
+        log.request = format!(
+            "{} {} {}",
+            parts.method,
+            pq.as_str(),
+            version_name(parts.version)
+        );
+        log.method = parts.method.to_string();
+        log.path = pq.as_str().to_string();
+        log.http_version = version_name(parts.version);
+        log.host = host.clone();
+        log.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        log.leaf_client_cert_subject = ctx.leaf_subject.clone();
+    }
 
     let index = ctx
         .requests
@@ -180,18 +189,6 @@ pub async fn handle(
         return Ok(finish(&ctx, log, resp, received));
     }
 
-    let pq = match path_and_query.parse::<http::uri::PathAndQuery>() {
-        Ok(pq) => pq,
-        Err(e) => {
-            return Ok(finish(
-                &ctx,
-                log,
-                text(StatusCode::BAD_REQUEST, &format!("bad request target: {e}")),
-                received,
-            ))
-        }
-    };
-
     if let Some((status, reason)) = refuse(&ctx, &parts, host.as_deref()) {
         log.error_reason = Some(reason.clone());
         let mut resp = text(status, &reason);
@@ -206,10 +203,14 @@ pub async fn handle(
     if parts.version == Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }
-    if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+    // A Host header the client sent is already in place; an authority becomes the Host.
+    if let Some(h) = authority_host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
         parts.headers.insert(http::header::HOST, h);
     }
-    headers::set_forwarded(&mut parts.headers, &ctx.client_ip, &l.port_value);
+    headers::set_forwarded(&mut parts.headers, &ctx.client_ip_value, &l.port_value);
     for (name, value) in &ctx.headers {
         parts.headers.insert(name.clone(), value.clone());
     }
