@@ -184,6 +184,8 @@ impl ListenerTls {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(self.cert.clone())));
         cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        // The server's order of cipher suites decides (see `crypto_provider`), as on ALB.
+        cfg.ignore_client_order = true;
         Ok(cfg)
     }
 
