@@ -19,66 +19,37 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, Criterion};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose,
+    SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use time::macros::datetime;
 use x509_parser::prelude::parse_x509_certificate;
 
 use certgate::certinfo::{self, LeafFacts};
-use certgate::config::{ChainLimits, HeaderNames, Mode};
+use certgate::config::{HeaderNames, Mode};
 use certgate::logs::connection::ConnectionRecord;
+
+#[allow(dead_code)] // each benchmark uses part of the shared PKI
+mod common;
 use certgate::proxy::headers;
-use certgate::truststore;
+use common::key;
 
 /// Root CA → intermediate CA → client leaf, all EC P-256, as a typical private PKI issues them.
 struct Pki {
-    root_pem: String,
-    root_issuer: Issuer<'static, KeyPair>,
     leaf_der: CertificateDer<'static>,
     intermediate_der: CertificateDer<'static>,
 }
 
-fn key() -> KeyPair {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("P-256 key generation")
-}
-
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CountryName, "US");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Example Corp");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = datetime!(2024-01-01 00:00:00 UTC);
-    params.not_after = datetime!(2034-01-01 00:00:00 UTC);
-    params
-}
-
 fn pki() -> Pki {
-    let root_key = key();
-    let root_params = ca_params("Example Corp Root CA");
-    let root = root_params.self_signed(&root_key).expect("root CA");
-    let root_issuer = Issuer::new(root_params, root_key);
-
-    let intermediate_key = key();
-    let mut intermediate_params = ca_params("Example Corp Client Issuing CA 1");
-    intermediate_params.use_authority_key_identifier_extension = true;
-    let intermediate = intermediate_params
-        .signed_by(&intermediate_key, &root_issuer)
-        .expect("intermediate CA");
-    let intermediate_issuer = Issuer::new(intermediate_params, intermediate_key);
+    let common::Cas {
+        intermediate,
+        intermediate_issuer,
+        ..
+    } = common::cas("Example Corp Client Issuing CA 1");
 
     let leaf_key = key();
     let mut leaf = CertificateParams::new(vec!["device-0042.clients.example.com".to_string()])
@@ -110,8 +81,6 @@ fn pki() -> Pki {
         .expect("leaf");
 
     Pki {
-        root_pem: root.pem(),
-        root_issuer,
         leaf_der: leaf.der().clone(),
         intermediate_der: intermediate.der().clone(),
     }
@@ -304,70 +273,5 @@ fn bench_logs(c: &mut Criterion) {
     group.finish();
 }
 
-/// A PEM CRL from the root CA revoking `entries` certificates with 16-byte serials.
-fn crl_pem(issuer: &Issuer<'_, KeyPair>, entries: u64) -> Vec<u8> {
-    let revoked_certs = (0..entries)
-        .map(|i| {
-            let mut serial = vec![0x4A, 0x3C, 0x91, 0x27, 0x5E, 0x08, 0xB3, 0x6D];
-            serial.extend_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
-            RevokedCertParams {
-                serial_number: SerialNumber::from(serial),
-                revocation_time: datetime!(2025-03-01 00:00:00 UTC),
-                reason_code: None,
-                invalidity_date: None,
-            }
-        })
-        .collect();
-    let params = CertificateRevocationListParams {
-        this_update: datetime!(2025-06-01 00:00:00 UTC),
-        next_update: datetime!(2025-06-08 00:00:00 UTC),
-        crl_number: SerialNumber::from(42u64),
-        issuing_distribution_point: None,
-        revoked_certs,
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    let crl = params.signed_by(issuer).expect("CRL");
-    crl.pem().expect("CRL PEM").into_bytes()
-}
-
-fn bench_truststore(c: &mut Criterion) {
-    let pki = pki();
-    let bundle = pki.root_pem.as_bytes();
-    let build = |crls: &[(String, Vec<u8>)]| {
-        truststore::build("bench", "ca.pem", bundle, crls, ChainLimits::default())
-            .expect("trust store builds")
-    };
-
-    let crl_1k = vec![("crl-1k.pem".to_string(), crl_pem(&pki.root_issuer, 1_000))];
-    assert_eq!(build(&crl_1k).revoked_entries(), 1_000);
-    let mut group = c.benchmark_group("truststore");
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(3));
-    group.bench_function("build_crl_1k", |b| {
-        b.iter_with_large_drop(|| build(black_box(&crl_1k)))
-    });
-
-    let crl_100k = vec![(
-        "crl-100k.pem".to_string(),
-        crl_pem(&pki.root_issuer, 100_000),
-    )];
-    assert_eq!(build(&crl_100k).revoked_entries(), 100_000);
-    // Each build takes long enough that flat sampling with 10 samples is plenty.
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.measurement_time(Duration::from_secs(8));
-    group.bench_function("build_crl_100k", |b| {
-        b.iter_with_large_drop(|| build(black_box(&crl_100k)))
-    });
-    // A 1,000,000-entry CRL (near ALB's 50 MB file quota) is left to a later issue.
-    group.finish();
-}
-
-criterion_group!(
-    benches,
-    bench_certinfo,
-    bench_headers,
-    bench_logs,
-    bench_truststore
-);
+criterion_group!(benches, bench_certinfo, bench_headers, bench_logs);
 criterion_main!(benches);

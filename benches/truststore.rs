@@ -21,9 +21,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, UnixTime};
 use time::macros::datetime;
@@ -33,6 +32,10 @@ use certgate::config::ChainLimits;
 use certgate::tls::verifier::{verify_chain, Policy};
 use certgate::truststore::revocation::Status;
 use certgate::truststore::{self, TrustStore};
+
+#[allow(dead_code)] // each benchmark uses part of the shared PKI
+mod common;
+use common::key;
 
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 
@@ -44,37 +47,13 @@ struct Pki {
     leaf_der: CertificateDer<'static>,
 }
 
-fn key() -> KeyPair {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("P-256 key generation")
-}
-
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CountryName, "US");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Example Corp");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_before = datetime!(2024-01-01 00:00:00 UTC);
-    params.not_after = datetime!(2044-01-01 00:00:00 UTC);
-    params
-}
-
 fn pki() -> Pki {
-    let root_key = key();
-    let root_params = ca_params("Example Corp Root CA");
-    let root = root_params.self_signed(&root_key).expect("root CA");
-    let root_issuer = Issuer::new(root_params, root_key);
-
-    let issuing_key = key();
-    let mut issuing_params = ca_params("Example Corp Client Issuing CA");
-    issuing_params.use_authority_key_identifier_extension = true;
-    let issuing = issuing_params
-        .signed_by(&issuing_key, &root_issuer)
-        .expect("issuing CA");
-    let issuing_issuer = Issuer::new(issuing_params, issuing_key);
+    let common::Cas {
+        root,
+        intermediate: issuing,
+        intermediate_issuer: issuing_issuer,
+        ..
+    } = common::cas("Example Corp Client Issuing CA");
 
     let leaf_key = key();
     let mut leaf = CertificateParams::default();
