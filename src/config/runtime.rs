@@ -303,6 +303,27 @@ fn parse_s3(rest: &str) -> Result<Source, &'static str> {
     })
 }
 
+/// `v` if it lies in `range`, else the default and a problem saying the range.
+pub(super) fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    v: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    p: &mut Problems,
+) -> T {
+    match v {
+        None => default,
+        Some(v) if range.contains(&v) => v,
+        Some(_) => {
+            p.push(
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+            default
+        }
+    }
+}
+
 fn secs(key: &str, v: Option<u64>, default: Duration, problems: &mut Problems) -> Duration {
     match v {
         None => default,
@@ -511,31 +532,16 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
                 &mut p,
             ),
         };
-        let bounded = |k: &str,
-                       v: Option<usize>,
-                       default: usize,
-                       range: std::ops::RangeInclusive<usize>,
-                       p: &mut Problems| match v {
-            None => default,
-            Some(v) if range.contains(&v) => v,
-            Some(_) => {
-                p.push(
-                    &format!("{key}.{k}"),
-                    format!("must be between {} and {}", range.start(), range.end()),
-                );
-                default
-            }
-        };
         let limits = RequestLimits {
             max_header_field_bytes: bounded(
-                "max_request_header_field_bytes",
+                &format!("{key}.max_request_header_field_bytes"),
                 l.max_request_header_field_bytes,
                 DEFAULT_MAX_HEADER_FIELD_BYTES,
                 1024..=1 << 20,
                 &mut p,
             ),
             max_header_bytes: bounded(
-                "max_request_header_bytes",
+                &format!("{key}.max_request_header_bytes"),
                 l.max_request_header_bytes,
                 DEFAULT_MAX_HEADER_BYTES,
                 4096..=4 << 20,
@@ -543,7 +549,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
             ),
         };
         let max_connections = bounded(
-            "max_connections",
+            &format!("{key}.max_connections"),
             l.max_connections,
             DEFAULT_MAX_CONNECTIONS,
             1..=1_000_000,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::{AlgorithmFile, HealthCheckFile, ListenerFile, TargetGroupFile};
-use super::runtime::{existing_file, Problems};
+use super::runtime::{bounded, existing_file, Problems};
 use crate::balancer::rules::{Pattern, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,16 +259,8 @@ fn health_check(key: &str, h: Option<&HealthCheckFile>, p: &mut Problems) -> Hea
         return d;
     };
     let key = format!("{key}.health_check");
-    let mut int = |k: &str, v: Option<u64>, default: u64, range: RangeInclusive<u64>| match v {
-        None => default,
-        Some(v) if range.contains(&v) => v,
-        Some(_) => {
-            p.push(
-                &format!("{key}.{k}"),
-                format!("must be between {} and {}", range.start(), range.end()),
-            );
-            default
-        }
+    let mut int = |k: &str, v: Option<u64>, default: u64, range: RangeInclusive<u64>| {
+        bounded(&format!("{key}.{k}"), v, default, range, p)
     };
     let interval = int(
         "interval_secs",
