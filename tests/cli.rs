@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::pki::*;
 use support::process::{ChildGuard, BIN};
-use support::{capture, client_config, free_port, get, json_lines, poll, write_config, Backend};
+use support::{
+    capture, client_config, free_port, get, json_lines, poll, strip_ansi, write_config, Backend,
+};
 
 const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
 /// Bound for anything that should take well under a second.
@@ -758,16 +760,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let backend = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let port = free_port();
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text.replace(
-        "bind = \"127.0.0.1:0\"",
-        &format!("bind = \"127.0.0.1:{port}\""),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Port 0, read back from the log: a port picked in advance could be taken by a parallel test.
     let mut proxy = ChildGuard::spawn(&["run", "-c", path_str(&cfg)], dir.path(), &[]);
-    proxy.wait_for_port(port, Instant::now() + SHORT);
+    let addr = proxy.listening_addr();
 
     let client = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     let in_flight = tokio::spawn(get(addr, client, "/slow"));
@@ -932,19 +927,15 @@ async fn a_closed_stdout_costs_log_lines_not_the_proxy() {
     let backend = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &pki, backend.addr, VERIFY, "");
-    let port = free_port();
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace(
-            "bind = \"127.0.0.1:0\"",
-            &format!("bind = \"127.0.0.1:{port}\""),
-        )
         .replace("path = \"conn.log\"", "path = \"-\"");
     std::fs::write(&cfg, text).unwrap();
     let mut child = Command::new(BIN)
         .args(["run", "-c", path_str(&cfg)])
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
+        .env("CERTGATE_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -953,12 +944,14 @@ async fn a_closed_stdout_costs_log_lines_not_the_proxy() {
     drop(child.stdout.take());
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let reader = capture(child.stderr.take().unwrap(), stderr.clone());
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + SHORT;
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "proxy did not start");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    // The address it bound (port 0), from its "listening" line.
+    let addr: SocketAddr = poll(SHORT, "the listening line", || {
+        let e = strip_ansi(&String::from_utf8_lossy(&stderr.lock().unwrap()));
+        e.lines()
+            .find(|l| l.contains(" listening "))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+            .and_then(|a| a.parse().ok())
+    });
     for i in 0..20 {
         assert_eq!(
             get_as(addr, &pki, &pki.good, "/").await.unwrap(),
