@@ -109,11 +109,17 @@ impl ListenerRuntime {
 
 /// The verify-mode connections of one listener that are open now, with the chain each client
 /// presented, so that a trust-store reload can re-check them.
+///
+/// Every verify-mode handshake registers and every close unregisters, from whichever worker
+/// thread runs the connection, so the map is split into shards by id: workers rarely meet on
+/// the same lock.
 #[derive(Debug, Default)]
 pub struct OpenConns {
     next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, OpenConn>>,
+    shards: [Mutex<HashMap<u64, OpenConn>>; SHARDS],
 }
+
+const SHARDS: usize = 16;
 
 #[derive(Debug)]
 struct OpenConn {
@@ -137,7 +143,7 @@ impl OpenConns {
             chain,
             close,
         };
-        self.lock().insert(id, conn);
+        self.shard(id).insert(id, conn);
         (
             Registration {
                 conns: self.clone(),
@@ -147,29 +153,36 @@ impl OpenConns {
         )
     }
 
-    /// A poisoned lock only means a panic elsewhere; the map itself stays consistent.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OpenConn>> {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shard holding `id`. A poisoned lock only means a panic elsewhere; the map itself
+    /// stays consistent.
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, OpenConn>> {
+        self.shards[(id % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The open connections, copied out so that checking them holds no lock.
     fn snapshot(&self) -> Vec<(u64, String, Arc<[CertificateDer<'static>]>)> {
-        self.lock()
-            .iter()
-            .map(|(id, c)| (*id, c.trace_id.clone(), c.chain.clone()))
+        (0..SHARDS as u64)
+            .flat_map(|i| {
+                self.shard(i)
+                    .iter()
+                    .map(|(id, c)| (*id, c.trace_id.clone(), c.chain.clone()))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
     /// Asks connection `id` to close; false if it is gone or was already asked.
     fn close(&self, id: u64) -> bool {
-        self.lock()
+        self.shard(id)
             .get(&id)
             .is_some_and(|c| !c.close.send_replace(true))
     }
 
     /// How many connections are registered now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        (0..SHARDS as u64).map(|i| self.shard(i).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,7 +198,7 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.conns.lock().remove(&self.id);
+        self.conns.shard(self.id).remove(&self.id);
     }
 }
 

@@ -5,7 +5,7 @@
 //! once (at load when the issuer is a CA of the bundle, else on first use per issuer key) and a
 //! lookup is a binary search over ~20 MiB.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::SignatureVerificationAlgorithm;
 use webpki::BorrowedCertRevocationList;
@@ -23,7 +23,7 @@ pub struct RevokedSerials {
     /// The CRL itself, kept only when its signature could not be checked at load.
     unverified_der: Option<Arc<Vec<u8>>>,
     /// Issuer keys already tried on `unverified_der`, with the outcome.
-    checked: Mutex<Vec<(Vec<u8>, bool)>>,
+    checked: RwLock<Vec<(Vec<u8>, bool)>>,
 }
 
 impl std::fmt::Debug for RevokedSerials {
@@ -82,7 +82,7 @@ impl RevokedSerials {
                 None
             },
             verified_spki,
-            checked: Mutex::new(Vec::new()),
+            checked: RwLock::new(Vec::new()),
         })
     }
 
@@ -151,13 +151,13 @@ impl RevokedSerials {
         let Some(der) = &self.unverified_der else {
             return false;
         };
-        if let Ok(checked) = self.checked.lock() {
+        if let Ok(checked) = self.checked.read() {
             if let Some((_, ok)) = checked.iter().find(|(k, _)| k.as_slice() == issuer_spki) {
                 return *ok;
             }
         }
         let ok = super::crl::verify_signature(der, issuer_spki, algorithms).is_ok();
-        if let Ok(mut checked) = self.checked.lock() {
+        if let Ok(mut checked) = self.checked.write() {
             if checked.len() < 16 {
                 checked.push((issuer_spki.to_vec(), ok));
             }
