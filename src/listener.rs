@@ -12,8 +12,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
+use hyper_util::server::graceful::{GracefulConnection, Watcher};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -293,7 +292,9 @@ async fn connection(
     }
     let (stream, hello) = HelloTap::new(stream);
     let accept = TlsAcceptor::from(config).accept(stream).into_fallible();
-    let result = tokio::time::timeout(shared.timeouts.handshake, accept).await;
+    // Boxed: the handshake's state is large and only needed until the handshake ends, so it
+    // must not widen this task for the whole life of the connection.
+    let result = Box::pin(tokio::time::timeout(shared.timeouts.handshake, accept)).await;
     out.timestamp = time::OffsetDateTime::now_utc();
     let seen = record.take();
     out.leaf = seen.leaf.clone();
@@ -321,7 +322,8 @@ async fn connection(
                 .unwrap_or_else(|| status::from_handshake_error(&e));
             fail(&mut out, f);
             emit(out);
-            close_gently(io).await;
+            // Boxed, like the handshake: only refused connections need this state.
+            Box::pin(close_gently(io)).await;
             return;
         }
         Ok(Ok(s)) => s,
@@ -367,7 +369,7 @@ async fn connection(
     emit(out);
 
     // Verify-mode connections stay on record so that a trust-store reload can re-check them.
-    let (registration, mut revoked) = if tls.mode == Mode::Verify {
+    let (registration, revoked) = if tls.mode == Mode::Verify {
         let (reg, rx) = shared.open_conns.register(&trace_id, Arc::from(chain));
         // A reload that swapped the TLS state during this handshake re-checked the connections
         // registered at the time, not this one: check it against the current state here.
@@ -409,65 +411,90 @@ async fn connection(
     });
     let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
     let timer = hyper_util::rt::TokioTimer::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
-        .timer(timer.clone())
-        .header_read_timeout(shared.timeouts.idle)
-        .max_buf_size(max_head);
-    builder.http2().timer(timer).max_header_list_size(
-        u32::try_from(shared.limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
-    );
+    let io = TokioIo::new(io);
     // ALPN already decided the protocol; serving exactly that one means no waiting to sniff a
-    // preface, so the idle clock below covers a client that completes TLS and then says nothing.
-    let builder = if conn_alpn_is_h2 {
-        builder.http2_only()
-    } else {
-        builder.http1_only()
+    // preface, so the idle clock covers a client that completes TLS and then says nothing. Each
+    // protocol's connection lives in its own allocation, sized for that protocol only.
+    let drive = Drive {
+        listener: &shared.name,
+        trace_id: &trace_id,
+        idle: shared.timeouts.idle,
+        activity: &activity,
+        stop,
+        revoked,
     };
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = shared.timeouts.idle;
-    let mut draining = *stop.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
-    let mut stop = stop;
-    // After an idle close is asked for, the connection gets as long again to wind down; an
-    // HTTP/2 client that never sent its preface would otherwise never let it finish.
-    let mut hard_close: Option<tokio::time::Instant> = None;
-    loop {
-        let wait = idle.saturating_sub(activity.quiet_for());
-        let hard = hard_close.unwrap_or_else(|| tokio::time::Instant::now() + idle);
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    report_connection_error(&shared.name, &trace_id, &*e);
-                }
-                break;
-            }
-            _ = stop.changed(), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
-            }
-            _ = close_requested(&mut revoked), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
-            }
-            _ = tokio::time::sleep(wait), if !draining => {
-                if activity.quiet_for() >= idle {
-                    tracing::debug!(listener = %shared.name, conn_trace_id = %trace_id, "closing idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    draining = true;
-                    hard_close = Some(tokio::time::Instant::now() + idle);
-                }
-            }
-            _ = tokio::time::sleep_until(hard), if hard_close.is_some() => break,
-        }
+    if conn_alpn_is_h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(timer).max_header_list_size(
+            u32::try_from(shared.limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        );
+        drive.run(Box::pin(b.serve_connection(io, service))).await;
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.keep_alive(true)
+            .timer(timer)
+            .header_read_timeout(shared.timeouts.idle)
+            .max_buf_size(max_head);
+        drive.run(Box::pin(b.serve_connection(io, service))).await;
     }
     drop(registration);
     drop(watcher);
+}
+
+/// Runs a served connection to its end: graceful close on SIGTERM, on a revoked client and
+/// after `idle` without traffic.
+struct Drive<'a> {
+    listener: &'a str,
+    trace_id: &'a str,
+    idle: std::time::Duration,
+    activity: &'a Activity,
+    stop: watch::Receiver<bool>,
+    revoked: Option<watch::Receiver<bool>>,
+}
+
+impl Drive<'_> {
+    async fn run<C>(mut self, mut conn: Pin<Box<C>>)
+    where
+        C: GracefulConnection<Error = hyper::Error>,
+    {
+        let idle = self.idle;
+        let mut draining = *self.stop.borrow();
+        if draining {
+            conn.as_mut().graceful_shutdown();
+        }
+        // After an idle close is asked for, the connection gets as long again to wind down; an
+        // HTTP/2 client that never sent its preface would otherwise never let it finish.
+        let mut hard_close: Option<tokio::time::Instant> = None;
+        loop {
+            let wait = idle.saturating_sub(self.activity.quiet_for());
+            let hard = hard_close.unwrap_or_else(|| tokio::time::Instant::now() + idle);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        report_connection_error(self.listener, self.trace_id, &e);
+                    }
+                    break;
+                }
+                _ = self.stop.changed(), if !draining => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                _ = close_requested(&mut self.revoked), if !draining => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                _ = tokio::time::sleep(wait), if !draining => {
+                    if self.activity.quiet_for() >= idle {
+                        tracing::debug!(listener = %self.listener, conn_trace_id = %self.trace_id, "closing idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                        hard_close = Some(tokio::time::Instant::now() + idle);
+                    }
+                }
+                _ = tokio::time::sleep_until(hard), if hard_close.is_some() => break,
+            }
+        }
+    }
 }
 
 /// Resolves once a reload asked this connection to close; never without a registration.
@@ -636,7 +663,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 async fn close_gently<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
     let _ = io.shutdown().await;
     let drain = async {
-        let mut buf = [0u8; 4096];
+        let mut buf = vec![0u8; 4096]; // on the heap: an array here would widen every connection task
         let mut total = 0usize;
         while total < 256 * 1024 {
             match io.read(&mut buf).await {
