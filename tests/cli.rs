@@ -944,6 +944,15 @@ async fn a_closed_stdout_costs_log_lines_not_the_proxy() {
     drop(child.stdout.take());
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let reader = capture(child.stderr.take().unwrap(), stderr.clone());
+    // Killed however the test ends, a failed assertion included.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
     // The address it bound (port 0), from its "listening" line.
     let addr: SocketAddr = poll(SHORT, "the listening line", || {
         let e = strip_ansi(&String::from_utf8_lossy(&stderr.lock().unwrap()));
@@ -964,8 +973,7 @@ async fn a_closed_stdout_costs_log_lines_not_the_proxy() {
         e.contains("cannot write log").then_some(e)
     });
     assert!(err.contains("connection log"), "{err}");
-    assert!(child.try_wait().unwrap().is_none(), "proxy exited: {err}");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(child.0.try_wait().unwrap().is_none(), "proxy exited: {err}");
+    drop(child);
     let _ = reader.join();
 }
