@@ -84,7 +84,15 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     HeaderName::from_static("keep-alive"),
 ];
 
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
 /// Removes hop-by-hop headers, including any the `Connection` header names.
+///
+/// One pass over the names the client sent (usually a handful) instead of a hash lookup per
+/// hop-by-hop name: nothing is allocated when there is nothing to remove.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -93,13 +101,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for name in listed {
-        headers.remove(&name);
-    }
-    for name in &HOP_BY_HOP {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(k) || **k == PROXY_CONNECTION || listed.contains(k))
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
-    headers.remove(HeaderName::from_static("proxy-connection"));
 }
 
 /// Removes every client-sent copy of a certgate-owned header. `HeaderMap` keys are lowercase
@@ -107,24 +116,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// differ only by `_` for `-` go too: CGI-style backends (PHP, Rack, WSGI) map both to the same
 /// variable, so `X_Amzn_Mtls_Clientcert` would otherwise reach them as the certificate.
 pub fn strip_owned(headers: &mut HeaderMap, strip: &[HeaderName]) {
-    for name in strip {
-        headers.remove(name);
-    }
-    let lookalikes: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().contains('_'))
-        .filter(|k| {
-            strip.iter().any(|s| {
-                s.as_str().len() == k.as_str().len()
+    let owned = |k: &HeaderName| {
+        strip.iter().any(|s| {
+            s == k
+                || (s.as_str().len() == k.as_str().len()
+                    && k.as_str().contains('_')
                     && s.as_str()
                         .bytes()
                         .zip(k.as_str().bytes())
-                        .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
-            })
+                        .all(|(a, b)| a == b || (a == b'-' && b == b'_')))
         })
-        .cloned()
-        .collect();
-    for name in lookalikes {
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| owned(k)).cloned().collect();
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -150,16 +154,15 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 
 /// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto and X-Forwarded-Port.
 pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, port: &HeaderValue) {
-    let xff = HeaderName::from_static("x-forwarded-for");
     let prior: Vec<&str> = headers
-        .get_all(&xff)
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
     if prior.is_empty() {
-        headers.insert(xff, client_ip.clone());
+        headers.insert(X_FORWARDED_FOR, client_ip.clone());
     } else {
         let joined = format!(
             "{}, {}",
@@ -167,14 +170,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, port: &He
             client_ip.to_str().unwrap_or_default()
         );
         if let Ok(v) = HeaderValue::from_str(&joined) {
-            headers.insert(xff, v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("https"),
-    );
-    headers.insert(HeaderName::from_static("x-forwarded-port"), port.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PORT, port.clone());
 }
 
 #[cfg(test)]
