@@ -101,34 +101,26 @@ impl TargetGroup {
     /// The target for the next request, skipping those in `exclude` (already tried for this
     /// request). `None` when the group has no target left to try.
     pub fn pick(&self, exclude: &[Arc<Target>]) -> Option<Pick> {
-        let usable = |t: &&Arc<Target>| !exclude.iter().any(|e| Arc::ptr_eq(e, t));
-        let healthy: Vec<&Arc<Target>> = self
-            .targets
-            .iter()
-            .filter(|t| t.is_healthy())
-            .filter(usable)
-            .collect();
-        let candidates: Vec<&Arc<Target>> = if healthy.is_empty() {
-            // Fail open: with no healthy target left, every target is tried.
-            self.targets.iter().filter(usable).collect()
-        } else {
-            healthy
-        };
-        if candidates.is_empty() {
+        // Runs for every request: no allocation, two passes over the (few) targets.
+        let usable = |t: &Arc<Target>| !exclude.iter().any(|e| Arc::ptr_eq(e, t));
+        // Fail open: with no healthy target left, every target is a candidate.
+        let any_healthy = self.targets.iter().any(|t| t.is_healthy() && usable(t));
+        let candidate = |t: &&Arc<Target>| usable(t) && (!any_healthy || t.is_healthy());
+        let n = self.targets.iter().filter(candidate).count();
+        if n == 0 {
             return None;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut candidates = self.targets.iter().filter(candidate);
         let chosen = match self.config.algorithm {
-            Algorithm::RoundRobin => candidates[turn % candidates.len()],
-            Algorithm::LeastOutstandingRequests => {
-                // Ties rotate, so equal targets share the load.
-                let n = candidates.len();
-                (0..n)
-                    .map(|k| candidates[(turn + k) % n])
-                    .min_by_key(|t| t.outstanding())
-                    .unwrap_or(candidates[turn % n])
-            }
-        };
+            Algorithm::RoundRobin => candidates.nth(turn),
+            // Fewest outstanding requests; ties go to the first at or after this turn, so
+            // equal targets share the load.
+            Algorithm::LeastOutstandingRequests => candidates
+                .enumerate()
+                .min_by_key(|(i, t)| (t.outstanding(), (i + n - turn) % n))
+                .map(|(_, t)| t),
+        }?;
         chosen.outstanding.fetch_add(1, Ordering::Relaxed);
         Some(Pick {
             target: chosen.clone(),

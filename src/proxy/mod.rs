@@ -31,7 +31,8 @@ pub struct ListenerShared {
     pub port_value: HeaderValue,
     pub router: Router,
     pub timeouts: Timeouts,
-    pub strip: Vec<http::HeaderName>,
+    /// Shared with each request's trailer filter, so taking it there is a reference count.
+    pub strip: Arc<[http::HeaderName]>,
     pub header_names: crate::config::HeaderNames,
     pub limits: crate::config::RequestLimits,
     pub access_log: Option<LogSink>,
@@ -54,7 +55,7 @@ impl ListenerShared {
             port_value: HeaderValue::from(port),
             router: Router::new(&l.routes, groups, l.timeouts.backend_connect)?,
             timeouts: l.timeouts,
-            strip: l.headers.strip_set(),
+            strip: l.headers.strip_set().into(),
             header_names: l.headers.clone(),
             limits: l.limits,
             conn_slots: Arc::new(tokio::sync::Semaphore::new(l.max_connections)),
@@ -215,9 +216,10 @@ pub async fn handle(
         parts.headers.insert(name.clone(), value.clone());
     }
     let route = l.router.route(host.as_deref(), parts.uri.path());
-    log.target_group = Some(route.group.name().to_string());
-    // A request without a body can go to another target when a connection cannot be opened:
-    // nothing of it reached the first one.
+    if logging {
+        log.target_group = Some(route.group.name().to_string());
+    }
+    // Only a request without a body may go to another target (see the error arm below).
     let retryable = body.is_end_stream() && route.group.targets.len() > 1;
     // Trailer fields are forwarded, but never a certgate-owned name among them.
     let strip = l.strip.clone();
@@ -239,7 +241,9 @@ pub async fn handle(
             break text(StatusCode::SERVICE_UNAVAILABLE, &reason);
         };
         let target = pick.target.clone();
-        log.target = Some(target.url.url.clone());
+        if logging {
+            log.target = Some(target.url.url.clone());
+        }
         let uri = Uri::builder()
             .scheme(if target.url.https { "https" } else { "http" })
             .authority(target.url.authority.clone())
