@@ -401,8 +401,7 @@ async fn connection(
         requests: AtomicU64::new(0),
         trace_id: trace_id.clone(),
         client: peer,
-        client_ip: peer.ip().to_string(),
-        client_ip_value: http::HeaderValue::from_str(&peer.ip().to_string())
+        client_ip: http::HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("")),
         listener: shared.clone(),
         headers: conn_headers,

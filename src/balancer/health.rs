@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{header, Request, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use super::client::TargetClient;
@@ -55,11 +54,7 @@ pub async fn check(group: &TargetGroup, target: &Target, client: &TargetClient) 
             header::USER_AGENT,
             concat!("certgate-health-check/", env!("CARGO_PKG_VERSION")),
         )
-        .body(
-            Empty::<Bytes>::new()
-                .map_err(|never: std::convert::Infallible| match never {})
-                .boxed(),
-        );
+        .body(crate::proxy::empty_body());
     let req = match req {
         Ok(r) => r,
         Err(e) => return HealthEvent::CheckFailed(format!("cannot build the check request: {e}")),

@@ -71,9 +71,8 @@ impl ListenerShared {
 pub struct ConnContext {
     pub trace_id: String,
     pub client: SocketAddr,
-    pub client_ip: String,
-    /// `client_ip` as a header value, for X-Forwarded-For.
-    pub client_ip_value: HeaderValue,
+    /// The client's address, as X-Forwarded-For carries it.
+    pub client_ip: HeaderValue,
     pub listener: Arc<ListenerShared>,
     pub headers: ConnHeaders,
     pub leaf_subject: Option<String>,
@@ -138,21 +137,14 @@ pub async fn handle(
     // below are built only for a log that will be written.
     let logging = l.access_log.is_some();
     let mut log = AccessRecord {
-        elb_status_code: 0,
-        target: None,
-        target_group: None,
-        target_status_code: None,
-        request_processing_time: 0.0,
         target_processing_time: -1.0,
-        response_processing_time: 0.0,
-        error_reason: None,
         ..AccessRecord::default()
     };
     if logging {
         log.timestamp = crate::logs::timestamp(time::OffsetDateTime::now_utc());
         log.conn_trace_id = ctx.trace_id.clone();
         log.listener = l.name.clone();
-        log.client_ip = ctx.client_ip.clone();
+        log.client_ip = ctx.client_ip.to_str().unwrap_or_default().to_string();
         log.client_port = ctx.client.port();
         log.request = format!(
             "{} {} {}",
@@ -211,7 +203,7 @@ pub async fn handle(
     {
         parts.headers.insert(http::header::HOST, h);
     }
-    headers::set_forwarded(&mut parts.headers, &ctx.client_ip_value, &l.port_value);
+    headers::set_forwarded(&mut parts.headers, &ctx.client_ip, &l.port_value);
     for (name, value) in &ctx.headers {
         parts.headers.insert(name.clone(), value.clone());
     }
@@ -339,7 +331,7 @@ fn idempotent(m: &http::Method) -> bool {
 /// Attempts per request when targets fail before answering.
 const MAX_ATTEMPTS: usize = 3;
 
-fn empty_body() -> Body {
+pub(crate) fn empty_body() -> Body {
     http_body_util::Empty::new()
         .map_err(|never: Infallible| match never {})
         .boxed()
