@@ -27,10 +27,19 @@ pub struct TargetTlsError {
 
 /// The rustls client configuration for a group's https targets.
 pub fn tls_config(group: &str, tls: &TargetTls) -> Result<rustls::ClientConfig, TargetTlsError> {
-    let err = |reason: String| TargetTlsError {
+    config(group, roots(group, tls)?, tls.client_identity.as_ref())
+}
+
+fn error(group: &str, reason: String) -> TargetTlsError {
+    TargetTlsError {
         group: group.to_string(),
         reason,
-    };
+    }
+}
+
+/// The CAs that https targets are verified against: `ca_bundle`, else the system's roots.
+fn roots(group: &str, tls: &TargetTls) -> Result<RootCertStore, TargetTlsError> {
+    let err = |reason: String| error(group, reason);
     let mut roots = RootCertStore::empty();
     match &tls.ca_bundle {
         Some(path) => {
@@ -68,12 +77,21 @@ pub fn tls_config(group: &str, tls: &TargetTls) -> Result<rustls::ClientConfig, 
             }
         }
     }
+    Ok(roots)
+}
+
+fn config(
+    group: &str,
+    roots: RootCertStore,
+    identity: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<rustls::ClientConfig, TargetTlsError> {
+    let err = |reason: String| error(group, reason);
     let provider = crate::crypto_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
         .with_root_certificates(roots);
-    let config = match &tls.client_identity {
+    let config = match identity {
         None => builder.with_no_client_auth(),
         Some((chain, key)) => {
             let certified = crate::tls::load_certified_key(
@@ -120,29 +138,17 @@ pub fn client(
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let connector = if group.targets.iter().any(|t| t.https) {
-        builder
-            .with_tls_config(tls_config(&group.name, &group.tls)?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http)
+    let tls = if group.targets.iter().any(|t| t.https) {
+        tls_config(&group.name, &group.tls)?
     } else {
-        // No TLS settings needed (and no system roots read) for plain targets.
-        let config = rustls::ClientConfig::builder_with_provider(crate::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TargetTlsError {
-                group: group.name.clone(),
-                reason: e.to_string(),
-            })?
-            .with_root_certificates(RootCertStore::empty())
-            .with_no_client_auth();
-        builder
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http)
+        // Plain targets only: no TLS settings apply and no system roots are read.
+        config(&group.name, RootCertStore::empty(), None)?
     };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(50))
         .pool_max_idle_per_host(256)
