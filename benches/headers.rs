@@ -31,7 +31,7 @@ use x509_parser::prelude::parse_x509_certificate;
 
 use certgate::certinfo::{self, LeafFacts};
 use certgate::config::{HeaderNames, Mode};
-use certgate::logs::connection::ConnectionRecord;
+use certgate::observe::connection::ConnectionRecord;
 
 #[allow(dead_code)] // each benchmark uses part of the shared PKI
 mod common;

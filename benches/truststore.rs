@@ -29,7 +29,7 @@ use time::macros::datetime;
 use x509_parser::prelude::parse_x509_certificate;
 
 use certgate::config::ChainLimits;
-use certgate::tls::verifier::{verify_chain, Policy};
+use certgate::mtls::{verify_chain, Policy};
 use certgate::truststore::revocation::Status;
 use certgate::truststore::{self, TrustStore};
 

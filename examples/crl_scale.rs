@@ -132,7 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     leaf.distinguished_name
         .push(rcgen::DnType::CommonName, "client");
     let leaf = leaf.signed_by(&leaf_key, &issuer)?;
-    let policy = certgate::tls::verifier::Policy::Verify {
+    let policy = certgate::mtls::Policy::Verify {
         store: std::sync::Arc::new(store),
         ignore_expiry: false,
         advertise_ca_names: false,
@@ -142,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = 20;
     let t = Instant::now();
     for _ in 0..rounds {
-        certgate::tls::verifier::verify_chain(&policy, &algorithms, leaf.der(), &[], now)
+        certgate::mtls::verify_chain(&policy, &algorithms, leaf.der(), &[], now)
             .map_err(|f| f.to_string())?;
     }
     println!(

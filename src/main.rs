@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use certgate::config::{self, ChainLimits, Source, TrustStoreConfig};
 use certgate::truststore::{loader, source::Sources};
-use certgate::{demo, pki, server, tls, truststore};
+use certgate::{app, demo, pki, tls, truststore};
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +112,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run { config } => {
             let cfg = config::load(&config)?;
             runtime()?
-                .block_on(server::run(cfg))
+                .block_on(app::run(cfg))
                 .with_context(|| format!("config file {}", config.display()))?;
             Ok(())
         }
@@ -151,7 +151,7 @@ fn check(path: &std::path::Path) -> Result<()> {
     }
     for g in cfg.target_groups.values() {
         if g.targets.iter().any(|t| t.https) {
-            certgate::balancer::client::tls_config(&g.name, &g.tls).with_context(at)?;
+            certgate::upstream::client::tls_config(&g.name, &g.tls).with_context(at)?;
         }
     }
     println!("{}: OK", path.display());
@@ -275,15 +275,15 @@ async fn run_demo(bind: SocketAddr) -> Result<()> {
         .context("cannot start the echo backend")?;
     let access_log = std::env::temp_dir().join("certgate-demo-access.log");
     let cfg = demo::config(&dir, bind, backend, &access_log)?;
-    let server = match server::Server::start(cfg).await {
+    let server = match app::Server::start(cfg).await {
         Ok(s) => s,
-        Err(e @ server::StartError::Bind { .. }) => {
+        Err(e @ app::StartError::Bind { .. }) => {
             bail!("{e} (is another certgate demo running? try --bind 127.0.0.1:9443)")
         }
         Err(e) => return Err(e.into()),
     };
     let addr = server.local_addr("demo").unwrap_or(bind);
     eprintln!("{}", demo::instructions(&dir, addr, backend, &access_log));
-    server::serve_until_signal(server, std::time::Duration::from_secs(5)).await?;
+    app::serve_until_signal(server, std::time::Duration::from_secs(5)).await?;
     Ok(())
 }

@@ -287,7 +287,7 @@ async fn openssl_made_clients_and_crls_work_end_to_end() {
             &format!("revocation_lists = [{crl_der:?}]"),
         );
     std::fs::write(&path, text).unwrap();
-    let server = certgate::server::Server::start(certgate::config::load(&path).unwrap())
+    let server = certgate::app::Server::start(certgate::config::load(&path).unwrap())
         .await
         .unwrap();
     let addr = server.local_addr("web").unwrap();

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::CertificateDer;
 
-use crate::certinfo::{self, LeafFacts};
 use crate::config::{HeaderNames, Mode};
+use crate::x509::{self as certinfo, LeafFacts};
 
 /// The headers a connection adds to every request, built once after its handshake.
 pub type ConnHeaders = Vec<(HeaderName, HeaderValue)>;

@@ -18,8 +18,8 @@ use rustls::DistinguishedName;
 use x509_parser::prelude::*;
 use x509_parser::time::ASN1Time;
 
-use crate::certinfo;
 use crate::config::ChainLimits;
+use crate::x509 as certinfo;
 
 /// ALB's quota on one CRL file; larger files are refused before parsing.
 pub const MAX_CRL_FILE_SIZE: u64 = 50 * 1024 * 1024;

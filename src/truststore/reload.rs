@@ -1,40 +1,38 @@
-//! Swapping in new trust stores and server certificates while the proxy runs: on SIGHUP (all of
-//! them, now) and every `refresh_interval_secs` (a store whose sources changed). Whatever fails
-//! to load keeps its last good version in service, and the error names the source and the reason.
+//! Keeping trust stores current while the proxy runs: on demand (SIGHUP: every store, every
+//! source fetched again) and every `refresh_interval_secs` (a store whose sources changed).
+//! Each new set of stores is published on a `watch` channel; listeners follow it. Whatever fails
+//! to load keeps its last good version in service, and the error names the source and reason.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use super::loader::{self, StoreState};
 use super::source::Sources;
 use super::{Stores, TrustStore};
-use crate::config::Config;
-use crate::listener::ListenerRuntime;
-use crate::tls::ListenerTls;
+use crate::config::TrustStoreConfig;
 
 pub struct Reloader {
-    config: Config,
-    listeners: Vec<Arc<ListenerRuntime>>,
+    configs: BTreeMap<String, TrustStoreConfig>,
     sources: Sources,
-    /// The stores in service; locked only for short reads and swaps.
-    stores: Mutex<Stores>,
+    /// The stores in service. Swaps go through `send_modify`, so each publishes one new set.
+    published: watch::Sender<Stores>,
     /// Per-store refresh state; one load at a time per store.
     states: BTreeMap<String, tokio::sync::Mutex<StoreState>>,
 }
 
 impl Reloader {
     pub fn new(
-        config: Config,
-        listeners: Vec<Arc<ListenerRuntime>>,
+        configs: BTreeMap<String, TrustStoreConfig>,
         sources: Sources,
         stores: Stores,
         states: BTreeMap<String, StoreState>,
     ) -> Reloader {
         Reloader {
-            config,
-            listeners,
+            configs,
             sources,
-            stores: Mutex::new(stores),
+            published: watch::Sender::new(stores),
             states: states
                 .into_iter()
                 .map(|(k, v)| (k, tokio::sync::Mutex::new(v)))
@@ -42,30 +40,30 @@ impl Reloader {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The stores in service now, and every later set as it is published.
+    pub fn subscribe(&self) -> watch::Receiver<Stores> {
+        self.published.subscribe()
+    }
+
+    /// The stores in service now.
+    pub fn stores(&self) -> Stores {
+        self.published.borrow().clone()
     }
 
     pub fn trust_store_version(&self, name: &str) -> Option<String> {
-        let stores = self.stores.lock().ok()?;
-        stores.get(name).map(|t| t.version.clone())
+        self.published.borrow().get(name).map(|t| t.version.clone())
     }
 
-    fn snapshot(&self) -> Stores {
-        self.stores.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Loads one store (all sources with `force`, else only changed ones) and puts it in
-    /// service. `Ok(true)` when a new version went in, `Ok(false)` when nothing changed.
+    /// Loads one store (all sources with `force`, else only changed ones) and publishes it.
+    /// `Ok(true)` when a new version went in, `Ok(false)` when nothing changed.
     async fn load_store(&self, name: &str, force: bool) -> Result<bool, String> {
-        let (Some(cfg), Some(state)) = (self.config.trust_stores.get(name), self.states.get(name))
-        else {
+        let (Some(cfg), Some(state)) = (self.configs.get(name), self.states.get(name)) else {
             return Ok(false);
         };
         let mut state = state.lock().await;
         match loader::load(cfg, &self.sources, &mut state, force).await {
             Ok(None) => Ok(false),
-            Ok(Some(new)) => Ok(self.put(new)),
+            Ok(Some(new)) => Ok(self.publish(new)),
             Err(e) => {
                 let kept = self.trust_store_version(name).unwrap_or_default();
                 tracing::error!(trust_store = %name, kept_version = %kept, "reload failed, keeping the last good store: {e}");
@@ -74,14 +72,13 @@ impl Reloader {
         }
     }
 
-    /// Swaps a store in; returns whether its version changed.
-    fn put(&self, new: TrustStore) -> bool {
-        let Ok(mut stores) = self.stores.lock() else {
-            return false;
-        };
-        let old = stores.get(&new.name).map(|s| s.version.clone());
-        let changed = old.as_deref() != Some(new.version.as_str());
-        if changed {
+    /// Publishes a store if its version is new; returns whether it was.
+    fn publish(&self, new: TrustStore) -> bool {
+        self.published.send_if_modified(|stores| {
+            let old = stores.get(&new.name).map(|s| s.version.clone());
+            if old.as_deref() == Some(new.version.as_str()) {
+                return false;
+            }
             tracing::info!(
                 trust_store = %new.name,
                 version = %new.version,
@@ -90,94 +87,57 @@ impl Reloader {
                 revoked_entries = new.revoked_entries(),
                 "trust store loaded"
             );
-        }
-        stores.insert(new.name.clone(), Arc::new(new));
-        changed
+            stores.insert(new.name.clone(), Arc::new(new));
+            true
+        })
     }
 
-    /// Rebuilds the TLS state of listeners; failures keep the current state. With `only_store`,
-    /// just the listeners on that store, reusing their loaded server certificates; otherwise
-    /// every listener, with certificates and keys read from disk again.
-    fn rebuild(&self, only_store: Option<&str>) -> Vec<String> {
-        let stores = self.snapshot();
-        let mut problems = Vec::new();
-        for (rt, l) in self.listeners.iter().zip(&self.config.listeners) {
-            let built = match only_store {
-                Some(name) if l.mutual_authentication.trust_store.as_deref() != Some(name) => {
-                    continue
-                }
-                Some(_) => rt.tls.load().with_stores(l, &stores),
-                None => ListenerTls::build(l, &stores),
-            };
-            match built {
-                Ok(tls) => {
-                    rt.tls.store(Arc::new(tls));
-                    rt.revalidate();
-                }
-                Err(e) => {
-                    tracing::error!(listener = %l.name, "reload failed, keeping the current TLS settings: {e}");
-                    problems.push(e.to_string());
-                }
-            }
-        }
-        problems
-    }
-
-    /// SIGHUP: every store (every source fetched again) and every server certificate, now.
-    /// Returns the problems; an empty list means everything reloaded.
+    /// Every store, every source fetched again, now. Returns the problems; an empty list
+    /// means every store loaded.
     pub async fn reload_all(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for name in self.config.trust_stores.keys() {
+        for name in self.configs.keys() {
             if let Err(e) = self.load_store(name, true).await {
                 problems.push(e);
             }
         }
-        // Reads the (small) certificate and key files of every listener.
-        problems.extend(self.rebuild(None));
         problems
     }
 
     /// Timed refresh of one store: sources are probed cheaply and only changed ones fetched
-    /// and parsed; listeners on the store are rebuilt when its version changed. A failure is
-    /// logged and the next interval tries again.
+    /// and parsed. A failure is logged and the next interval tries again.
     pub async fn refresh(&self, name: &str) -> Result<bool, String> {
-        let changed = self.load_store(name, false).await?;
-        if changed {
-            if let Some(problem) = self.rebuild(Some(name)).into_iter().next() {
-                // The store is in the map but not in the listeners' configs: load everything
-                // again next time so the swap is retried.
-                if let Some(state) = self.states.get(name) {
-                    *state.lock().await = StoreState::default();
-                }
-                return Err(problem);
-            }
-        }
-        Ok(changed)
+        self.load_store(name, false).await
+    }
+
+    /// Runs the timed refresh of every store until `stop` turns true, one task per store.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.configs
+            .iter()
+            .map(|(name, cfg)| {
+                let task = refresh_loop(self.clone(), name.clone(), cfg.refresh_interval);
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = task => {}
+                    }
+                })
+            })
+            .collect()
     }
 }
 
-/// Runs the timed refresh of one store until `stop` turns true.
-pub async fn refresh_loop(
-    reloader: Arc<Reloader>,
-    name: String,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let Some(interval) = reloader
-        .config()
-        .trust_stores
-        .get(&name)
-        .map(|c| c.refresh_interval)
-    else {
-        return;
-    };
+/// Refreshes one store every `interval`, for ever.
+async fn refresh_loop(reloader: Arc<Reloader>, name: String, interval: std::time::Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tick.tick() => {}
-        }
+        tick.tick().await;
         let _ = reloader.refresh(&name).await;
     }
 }

@@ -132,7 +132,7 @@ impl Backend {
 
 /// Files of one proxy instance.
 pub struct Proxy {
-    pub server: certgate::server::Server,
+    pub server: certgate::app::Server,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub conn_log: PathBuf,
@@ -205,7 +205,7 @@ impl Proxy {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, edit(text)).unwrap();
         let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let server = certgate::server::Server::start(cfg)
+        let server = certgate::app::Server::start(cfg)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = server.local_addr("web").unwrap();

@@ -1,53 +1,26 @@
-//! Client-certificate verifiers for passthrough and verify mode, with ALB's limits and failure
-//! codes. Each connection wraps the shared verifier with its own `HandshakeRecord`.
+//! The checks a client chain must pass, in a handshake and when open connections are
+//! re-checked after a reload: ALB's size, depth and key-type limits, path building against the
+//! trust store with webpki, key usage of path CAs, and CRL lookups.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::CertificateError;
 use webpki::EndEntityCert;
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
-use super::status::{from_webpki, Failure, HandshakeRecord, VerifyCode};
-use crate::certinfo;
+use super::status::{from_webpki, Failure, VerifyCode};
+use super::Policy;
 use crate::config::ChainLimits;
 use crate::truststore::revocation::Status;
 use crate::truststore::TrustStore;
+use crate::x509;
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
 const OID_P521: &str = "1.3.132.0.35";
-
-/// What a listener checks; shared by all its connections.
-#[derive(Debug)]
-pub enum Policy {
-    /// Any chain is accepted; only possession of the key is proven.
-    Passthrough { limits: ChainLimits },
-    /// The chain must verify against `store`.
-    Verify {
-        store: Arc<TrustStore>,
-        ignore_expiry: bool,
-        advertise_ca_names: bool,
-    },
-}
-
-/// The verifier one connection uses: the listener's policy plus this connection's record.
-#[derive(Debug)]
-pub struct ConnVerifier {
-    pub policy: Arc<Policy>,
-    pub record: Arc<HandshakeRecord>,
-    pub algorithms: WebPkiSupportedAlgorithms,
-}
-
-fn reject(record: &HandshakeRecord, failure: Failure, alert: CertificateError) -> rustls::Error {
-    record.set_failure(failure);
-    rustls::Error::InvalidCertificate(alert)
-}
 
 /// ALB accepts RSA 2048–8192 bits and ECDSA on P-256, P-384 and P-521; nothing else.
 fn check_key_type(cert: &X509Certificate<'_>, what: &str) -> Result<(), Failure> {
@@ -156,7 +129,9 @@ fn check_sizes(
 }
 
 /// Parses the presented leaf; a leaf that is not X.509 is `ClientCertInvalid`.
-fn parse_leaf<'a>(end_entity: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, Failure> {
+pub(super) fn parse_leaf<'a>(
+    end_entity: &'a CertificateDer<'_>,
+) -> Result<X509Certificate<'a>, Failure> {
     X509Certificate::from_der(end_entity)
         .map(|(_, c)| c)
         .map_err(|e| {
@@ -165,6 +140,13 @@ fn parse_leaf<'a>(end_entity: &'a CertificateDer<'_>) -> Result<X509Certificate<
                 format!("client certificate is not valid DER X.509: {e}"),
             )
         })
+}
+
+/// A refused chain: ALB's code and reason, and the alert rustls sends the client.
+pub(super) type Refusal = (Failure, CertificateError);
+
+fn encoding(f: Failure) -> Refusal {
+    (f, CertificateError::BadEncoding)
 }
 
 /// Checks a presented chain against `policy` at `now`: the same checks a handshake makes,
@@ -181,20 +163,18 @@ pub fn verify_chain(
     check_chain(policy, algorithms, &leaf, end_entity, intermediates, now).map_err(|(f, _)| f)
 }
 
-/// The chain checks of both the handshake and `verify_chain`; the error carries the alert
-/// rustls sends.
-fn check_chain(
+/// The chain checks of both the handshake and `verify_chain`.
+pub(super) fn check_chain(
     policy: &Policy,
     algorithms: &WebPkiSupportedAlgorithms,
     leaf: &X509Certificate<'_>,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
-) -> Result<(), (Failure, CertificateError)> {
+) -> Result<(), Refusal> {
     let (store, ignore_expiry) = match policy {
         Policy::Passthrough { limits } => {
-            return check_sizes(end_entity, intermediates, *limits)
-                .map_err(|f| (f, CertificateError::BadEncoding));
+            return check_sizes(end_entity, intermediates, *limits).map_err(encoding);
         }
         Policy::Verify {
             store,
@@ -202,55 +182,14 @@ fn check_chain(
             ..
         } => (store, *ignore_expiry),
     };
-    check_sizes(end_entity, intermediates, store.limits)
-        .map_err(|f| (f, CertificateError::BadEncoding))?;
-    check_key_type(leaf, "client certificate").map_err(|f| (f, CertificateError::BadEncoding))?;
-
-    // With ignore_client_certificate_expiry, the chain is judged at a moment when the leaf
-    // was still valid: an expired chain passes, a leaf that is not valid yet does not.
-    let mut time = now;
-    if ignore_expiry {
-        let not_after = leaf.validity().not_after.timestamp();
-        if not_after >= 0 && (now.as_secs() as i64) > not_after {
-            time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(not_after as u64));
-        }
-    }
-
+    check_sizes(end_entity, intermediates, store.limits).map_err(encoding)?;
+    check_key_type(leaf, "client certificate").map_err(encoding)?;
+    let time = judged_at(leaf, now, ignore_expiry);
     let ee = EndEntityCert::try_from(end_entity).map_err(|e| from_webpki(&e))?;
-    let max_depth = store.limits.max_chain_depth;
-    // Path checks webpki does not do (or, for revocation, does too slowly for large CRLs); a
-    // refusal is carried out through `refused` because the callback can only return webpki's
-    // own error type.
-    let refused: RefCell<Option<(Failure, CertificateError)>> = RefCell::new(None);
-    let path_check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
-        let refuse = |f: Failure, alert: CertificateError| {
-            *refused.borrow_mut() = Some((f, alert));
-            Err(webpki::Error::UnsupportedCertVersion)
-        };
-        // leaf + intermediates on the path + the trust anchor
-        let len = 2 + path.intermediate_certificates().count();
-        if len > max_depth {
-            return Err(webpki::Error::MaximumPathDepthExceeded);
-        }
-        // Only the intermediates on the chosen path matter, not every extra one sent.
-        for (i, cert) in path.intermediate_certificates().enumerate() {
-            let der = cert.der();
-            let what = format!("intermediate #{} of the client chain", i + 1);
-            let checked = match X509Certificate::from_der(&der) {
-                Ok((_, c)) => check_key_type(&c, &what).and_then(|()| check_can_sign(&c, &what)),
-                Err(e) => Err(Failure::new(
-                    VerifyCode::Invalid,
-                    format!("{what} is malformed: {e}"),
-                )),
-            };
-            if let Err(f) = checked {
-                return refuse(f, CertificateError::BadEncoding);
-            }
-        }
-        if let Err((f, alert)) = check_revocation(store, path, algorithms) {
-            return refuse(f, alert);
-        }
-        Ok(())
+    let checker = PathChecker {
+        store,
+        algorithms,
+        refused: RefCell::new(None),
     };
     let result = ee.verify_for_usage(
         algorithms.all,
@@ -259,13 +198,74 @@ fn check_chain(
         time,
         webpki::KeyUsage::client_auth(),
         None,
-        Some(&path_check),
+        Some(&|path: &webpki::VerifiedPath<'_>| checker.check(path)),
     );
-    match (result, refused.into_inner()) {
+    match (result, checker.refused.into_inner()) {
         (Ok(_), _) => Ok(()),
         (Err(_), Some(refusal)) => Err(refusal),
         (Err(e), None) => Err(from_webpki(&e)),
     }
+}
+
+/// With ignore_client_certificate_expiry, the chain is judged at a moment when the leaf was
+/// still valid: an expired chain passes, a leaf that is not valid yet does not.
+fn judged_at(leaf: &X509Certificate<'_>, now: UnixTime, ignore_expiry: bool) -> UnixTime {
+    let not_after = leaf.validity().not_after.timestamp();
+    if ignore_expiry && not_after >= 0 && (now.as_secs() as i64) > not_after {
+        return UnixTime::since_unix_epoch(std::time::Duration::from_secs(not_after as u64));
+    }
+    now
+}
+
+/// Path checks webpki does not make (or, for revocation, makes too slowly for large CRLs),
+/// run on each candidate path webpki builds.
+///
+/// webpki's callback can only answer with webpki's own error type, and any error makes it try
+/// the next candidate path. So a refusal is answered with a stand-in error and its real reason
+/// kept in `refused`: reported only when no candidate path passes.
+struct PathChecker<'a> {
+    store: &'a TrustStore,
+    algorithms: &'a WebPkiSupportedAlgorithms,
+    refused: RefCell<Option<Refusal>>,
+}
+
+impl PathChecker<'_> {
+    fn check(&self, path: &webpki::VerifiedPath<'_>) -> Result<(), webpki::Error> {
+        // leaf + intermediates on the path + the trust anchor
+        let len = 2 + path.intermediate_certificates().count();
+        if len > self.store.limits.max_chain_depth {
+            return Err(webpki::Error::MaximumPathDepthExceeded);
+        }
+        let checked = check_path_cas(path)
+            .map_err(encoding)
+            .and_then(|()| check_revocation(self.store, path, self.algorithms));
+        checked.map_err(|refusal| {
+            *self.refused.borrow_mut() = Some(refusal);
+            webpki::Error::UnsupportedCertVersion
+        })
+    }
+}
+
+/// Key type and key usage of the intermediates on the chosen path (not every extra one the
+/// client sent).
+fn check_path_cas(path: &webpki::VerifiedPath<'_>) -> Result<(), Failure> {
+    for (i, cert) in path.intermediate_certificates().enumerate() {
+        let der = cert.der();
+        let what = format!("intermediate #{} of the client chain", i + 1);
+        match X509Certificate::from_der(&der) {
+            Ok((_, c)) => {
+                check_key_type(&c, &what)?;
+                check_can_sign(&c, &what)?;
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    VerifyCode::Invalid,
+                    format!("{what} is malformed: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks the leaf and every intermediate of a built path against the store's CRLs. A
@@ -274,7 +274,7 @@ fn check_revocation(
     store: &TrustStore,
     path: &webpki::VerifiedPath<'_>,
     algorithms: &WebPkiSupportedAlgorithms,
-) -> Result<(), (Failure, CertificateError)> {
+) -> Result<(), Refusal> {
     if store.crls.is_empty() {
         return Ok(());
     }
@@ -297,7 +297,7 @@ fn check_revocation(
                     return Err((
                         Failure::new(
                             VerifyCode::CrlHit,
-                            format!("{what} (serial {}) is revoked by a CRL of the trust store", certinfo::serial_hex(cert.serial())),
+                            format!("{what} (serial {}) is revoked by a CRL of the trust store", x509::serial_hex(cert.serial())),
                         ),
                         CertificateError::Revoked,
                     ))
@@ -333,95 +333,4 @@ fn der_sequence(contents: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(contents);
     out
-}
-
-impl ClientCertVerifier for ConnVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        matches!(*self.policy, Policy::Verify { .. })
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        match &*self.policy {
-            Policy::Verify {
-                store,
-                advertise_ca_names: true,
-                ..
-            } => &store.ca_names,
-            _ => &[],
-        }
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let leaf = match parse_leaf(end_entity) {
-            Ok(c) => c,
-            Err(f) => {
-                self.record.set_leaf(None);
-                return Err(reject(&self.record, f, CertificateError::BadEncoding));
-            }
-        };
-        if let Err(e) = certinfo::check_names(&leaf) {
-            self.record.set_leaf(None);
-            let f = Failure::new(
-                VerifyCode::Invalid,
-                format!("client certificate is malformed: {e}"),
-            );
-            return Err(reject(&self.record, f, CertificateError::BadEncoding));
-        }
-        self.record.set_leaf(Some(certinfo::facts_of(&leaf)));
-        let checked = check_chain(
-            &self.policy,
-            &self.algorithms,
-            &leaf,
-            end_entity,
-            intermediates,
-            now,
-        );
-        match checked {
-            Ok(()) => Ok(ClientCertVerified::assertion()),
-            Err((failure, alert)) => Err(reject(&self.record, failure, alert)),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms).map_err(|e| {
-            self.record.set_failure(Failure::new(
-                VerifyCode::Rejected,
-                format!("client's CertificateVerify signature does not verify with its certificate's key: {e}"),
-            ));
-            e
-        })
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|e| {
-            self.record.set_failure(Failure::new(
-                VerifyCode::Rejected,
-                format!("client's CertificateVerify signature does not verify with its certificate's key: {e}"),
-            ));
-            e
-        })
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

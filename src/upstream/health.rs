@@ -54,7 +54,7 @@ pub async fn check(group: &TargetGroup, target: &Target, client: &TargetClient) 
             header::USER_AGENT,
             concat!("certgate-health-check/", env!("CARGO_PKG_VERSION")),
         )
-        .body(crate::proxy::empty_body());
+        .body(crate::http::empty_body());
     let req = match req {
         Ok(r) => r,
         Err(e) => return HealthEvent::CheckFailed(format!("cannot build the check request: {e}")),

@@ -10,17 +10,13 @@
 
 pub mod client;
 pub mod health;
-pub mod rules;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use crate::config::{Algorithm, Routes, TargetGroupConfig, TargetUrl};
-use client::{TargetClient, TargetTlsError};
-use rules::Rule;
+use crate::config::{Algorithm, TargetGroupConfig, TargetUrl};
 
 /// One target of a group, shared by every listener that routes to the group.
 #[derive(Debug)]
@@ -192,67 +188,6 @@ pub fn groups(config: &crate::config::Config) -> BTreeMap<String, Arc<TargetGrou
         .iter()
         .map(|(name, g)| (name.clone(), Arc::new(TargetGroup::new(g.clone()))))
         .collect()
-}
-
-/// A group as one listener uses it: the shared health state and the listener's own pool.
-#[derive(Debug)]
-pub struct Route {
-    pub group: Arc<TargetGroup>,
-    pub client: TargetClient,
-}
-
-/// A listener's rules, compiled, with the group each one leads to.
-#[derive(Debug)]
-pub struct Router {
-    rules: Vec<(Rule, usize)>,
-    routes: Vec<Route>,
-    default: usize,
-}
-
-impl Router {
-    pub fn new(
-        config: &Routes,
-        groups: &BTreeMap<String, Arc<TargetGroup>>,
-        connect_timeout: Duration,
-    ) -> Result<Router, TargetTlsError> {
-        let mut routes: Vec<Route> = Vec::new();
-        let mut index_of = |name: &str| -> Result<usize, TargetTlsError> {
-            if let Some(i) = routes.iter().position(|r| r.group.name() == name) {
-                return Ok(i);
-            }
-            let group = groups.get(name).cloned().ok_or_else(|| TargetTlsError {
-                group: name.to_string(),
-                reason: "is not defined".to_string(),
-            })?;
-            let client = client::client(&group.config, connect_timeout)?;
-            routes.push(Route { group, client });
-            Ok(routes.len() - 1)
-        };
-        let default = index_of(&config.default_target_group)?;
-        let mut rules = Vec::new();
-        for r in &config.rules {
-            rules.push((r.clone(), index_of(&r.target_group)?));
-        }
-        Ok(Router {
-            rules,
-            routes,
-            default,
-        })
-    }
-
-    /// The route for a request: the first rule that matches, else the default group.
-    pub fn route(&self, host: Option<&str>, path: &str) -> &Route {
-        let i = self
-            .rules
-            .iter()
-            .find(|(r, _)| r.matches(host, path))
-            .map_or(self.default, |(_, i)| *i);
-        &self.routes[i]
-    }
-
-    pub fn default_route(&self) -> &Route {
-        &self.routes[self.default]
-    }
 }
 
 #[cfg(test)]

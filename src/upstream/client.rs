@@ -13,32 +13,35 @@ use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
 use crate::config::{TargetGroupConfig, TargetTls};
-use crate::proxy::Body;
+use crate::http::Body;
 
 pub type TargetClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// How a request to a target can fail.
+pub type ClientError = hyper_util::client::legacy::Error;
 
 /// Why a target group's TLS settings cannot be used; names the group and the file.
 #[derive(Debug, thiserror::Error)]
 #[error("target_group.{group}: {reason}")]
-pub struct TargetTlsError {
+pub struct UpstreamError {
     pub group: String,
     pub reason: String,
 }
 
 /// The rustls client configuration for a group's https targets.
-pub fn tls_config(group: &str, tls: &TargetTls) -> Result<rustls::ClientConfig, TargetTlsError> {
+pub fn tls_config(group: &str, tls: &TargetTls) -> Result<rustls::ClientConfig, UpstreamError> {
     config(group, roots(group, tls)?, tls.client_identity.as_ref())
 }
 
-fn error(group: &str, reason: String) -> TargetTlsError {
-    TargetTlsError {
+fn error(group: &str, reason: String) -> UpstreamError {
+    UpstreamError {
         group: group.to_string(),
         reason,
     }
 }
 
 /// The CAs that https targets are verified against: `ca_bundle`, else the system's roots.
-fn roots(group: &str, tls: &TargetTls) -> Result<RootCertStore, TargetTlsError> {
+fn roots(group: &str, tls: &TargetTls) -> Result<RootCertStore, UpstreamError> {
     let err = |reason: String| error(group, reason);
     let mut roots = RootCertStore::empty();
     match &tls.ca_bundle {
@@ -84,7 +87,7 @@ fn config(
     group: &str,
     roots: RootCertStore,
     identity: Option<&(std::path::PathBuf, std::path::PathBuf)>,
-) -> Result<rustls::ClientConfig, TargetTlsError> {
+) -> Result<rustls::ClientConfig, UpstreamError> {
     let err = |reason: String| error(group, reason);
     let provider = crate::crypto_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -133,7 +136,7 @@ impl rustls::client::ResolvesClientCert for Identity {
 pub fn client(
     group: &TargetGroupConfig,
     connect_timeout: Duration,
-) -> Result<TargetClient, TargetTlsError> {
+) -> Result<TargetClient, UpstreamError> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);

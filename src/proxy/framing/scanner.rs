@@ -1,66 +1,9 @@
-//! HTTP/1.1 request framing check below hyper.
-//!
-//! hyper resolves a request that carries both `Content-Length` and `Transfer-Encoding` by
-//! dropping the length (RFC 9112 §6.3), before the request reaches certgate. RFC 9112 §6.1
-//! allows a server to reject such a message instead, and a front door should: the two headers
-//! together are the classic request-smuggling shape, and certgate cannot know how every hop
-//! behind it would frame the message. So every HTTP/1.1 connection reads through [`FramingGuard`],
-//! which follows the message framing itself (heads, `Content-Length` bodies, chunked bodies with
-//! trailers) and holds each request head back until it has seen all of it.
-//!
-//! A head that must be refused never reaches hyper. In its place hyper gets a minimal request
-//! that closes the connection, and nothing after it; the request handler recognises it by its
-//! position on the connection ([`FramingVerdict::rejection_for`]) and answers with the status
-//! and reason recorded here. Requests before it on the same connection are answered normally
-//! and in order, because hyper itself writes every response.
-//!
-//! Where this scanner cannot parse the stream (a malformed head, a bad chunk), it stops looking
-//! and passes the bytes on unchanged: hyper applies the same grammar and rejects them itself.
-
-use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::OnceLock;
-use std::task::{Context, Poll};
+//! The framing state machine, free of I/O: follows request heads, `Content-Length` bodies and
+//! chunked bodies with trailers, and says how many bytes may go to hyper.
 
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Stands in for a refused head: parses as a complete request without a body and asks hyper to
-/// close the connection after answering it.
-const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n";
-
-/// Most header fields a request may have: hyper's default, which keeps its header index on
-/// the stack.
-pub const MAX_HEADERS: usize = 100;
-
-/// A refused request: where it was on the connection and what the client is told.
-#[derive(Debug, Clone)]
-pub struct Rejection {
-    /// Zero-based position of the request on its connection.
-    pub index: u64,
-    pub status: StatusCode,
-    pub reason: String,
-    /// The request line as the client sent it, for the access log (empty if unreadable).
-    pub method: String,
-    pub target: String,
-    pub version: &'static str,
-    pub host: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-/// Shared between a connection's reader and its request handler.
-#[derive(Debug, Default)]
-pub struct FramingVerdict {
-    rejection: OnceLock<Rejection>,
-}
-
-impl FramingVerdict {
-    /// The rejection recorded for the request at `index`, if that request was refused.
-    pub fn rejection_for(&self, index: u64) -> Option<&Rejection> {
-        self.rejection.get().filter(|r| r.index == index)
-    }
-}
+use super::{Rejection, MAX_HEADERS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
@@ -92,7 +35,7 @@ enum State {
 
 /// What the scanner made of the bytes after the ones already released.
 #[derive(Debug)]
-enum Step {
+pub(super) enum Step {
     /// This many bytes are checked and may go to hyper.
     Release(usize),
     /// The bytes so far are the start of a head; read more.
@@ -103,7 +46,7 @@ enum Step {
 
 /// The framing state machine, free of I/O.
 #[derive(Debug)]
-struct Scanner {
+pub(super) struct Scanner {
     state: State,
     /// Complete heads released so far: the index of the next request.
     heads: u64,
@@ -114,7 +57,7 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn new(max_head: usize) -> Self {
+    pub(super) fn new(max_head: usize) -> Self {
         Scanner {
             state: State::Head,
             heads: 0,
@@ -123,7 +66,7 @@ impl Scanner {
         }
     }
 
-    fn step(&mut self, buf: &[u8]) -> Step {
+    pub(super) fn step(&mut self, buf: &[u8]) -> Step {
         if buf.is_empty() {
             return Step::NeedMore;
         }
@@ -385,195 +328,6 @@ fn last_coding_is_chunked(v: &[u8]) -> bool {
         .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
 }
 
-/// Reads through [`Scanner`]; writes pass straight through.
-#[derive(Debug)]
-pub struct FramingGuard<T> {
-    inner: T,
-    /// `None` on HTTP/2 connections: nothing to check.
-    scan: Option<Box<Scan>>,
-}
-
-#[derive(Debug)]
-struct Scan {
-    scanner: Scanner,
-    verdict: Arc<FramingVerdict>,
-    /// Bytes read from the client and not yet given to hyper: `buf[start..]`.
-    buf: Vec<u8>,
-    start: usize,
-    /// Of those, how many are checked and may be given to hyper.
-    ready: usize,
-    /// After a refused head: hyper gets nothing more.
-    stopped: bool,
-    eof: bool,
-}
-
-impl<T> FramingGuard<T> {
-    /// A guard for an HTTP/1.1 connection whose heads may be at most `max_head` bytes.
-    pub fn http1(inner: T, max_head: usize) -> (Self, Arc<FramingVerdict>) {
-        let verdict = Arc::new(FramingVerdict::default());
-        let scan = Scan {
-            scanner: Scanner::new(max_head),
-            verdict: verdict.clone(),
-            buf: Vec::new(),
-            start: 0,
-            ready: 0,
-            stopped: false,
-            eof: false,
-        };
-        (
-            FramingGuard {
-                inner,
-                scan: Some(Box::new(scan)),
-            },
-            verdict,
-        )
-    }
-
-    /// No checking (HTTP/2 frames its own messages).
-    pub fn passthrough(inner: T) -> Self {
-        FramingGuard { inner, scan: None }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let Some(scan) = this.scan.as_deref_mut() else {
-            return Pin::new(&mut this.inner).poll_read(cx, out);
-        };
-        loop {
-            if scan.ready > 0 {
-                let n = scan.ready.min(out.remaining());
-                out.put_slice(&scan.buf[scan.start..scan.start + n]);
-                scan.start += n;
-                scan.ready -= n;
-                if scan.start == scan.buf.len() {
-                    // Held bytes are the exception (a head split over reads): give the memory
-                    // back rather than keep it for the life of an idle connection.
-                    scan.buf = Vec::new();
-                    scan.start = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if scan.stopped {
-                // The stand-in request asked hyper to close; it has no reason to read again.
-                return Poll::Pending;
-            }
-            if scan.eof {
-                // Whatever is left is an unfinished head: hyper reports it as such.
-                scan.ready = scan.buf.len() - scan.start;
-                if scan.ready == 0 {
-                    return Poll::Ready(Ok(()));
-                }
-                continue;
-            }
-            if scan.start < scan.buf.len() {
-                // Bytes are held (the start of a head): scan them, reading more as needed.
-                match scan.scanner.step(&scan.buf[scan.start..]) {
-                    Step::Release(n) => scan.ready = n,
-                    Step::Reject(rejection) => scan.reject(*rejection),
-                    Step::NeedMore => {
-                        if scan.start > 0 {
-                            scan.buf.drain(..scan.start);
-                            scan.start = 0;
-                        }
-                        let have = scan.buf.len();
-                        scan.buf.resize(have + 4096, 0);
-                        let mut rb = ReadBuf::new(&mut scan.buf[have..]);
-                        let r = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
-                        let got = rb.filled().len();
-                        scan.buf.truncate(have + got);
-                        match r {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                            Poll::Ready(Ok(())) if got == 0 => scan.eof = true,
-                            Poll::Ready(Ok(())) => {}
-                        }
-                    }
-                }
-                continue;
-            }
-            // Nothing held: read straight into hyper's buffer and check the new bytes there.
-            let before = out.filled().len();
-            match Pin::new(&mut this.inner).poll_read(cx, out) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            let got = out.filled().len() - before;
-            if got == 0 {
-                scan.eof = true;
-                return Poll::Ready(Ok(()));
-            }
-            let fresh = &out.filled()[before..];
-            let mut clean = 0;
-            while clean < got {
-                match scan.scanner.step(&fresh[clean..]) {
-                    Step::Release(n) => clean += n,
-                    Step::NeedMore => {
-                        scan.buf.extend_from_slice(&fresh[clean..]);
-                        break;
-                    }
-                    Step::Reject(rejection) => {
-                        scan.reject(*rejection);
-                        break;
-                    }
-                }
-            }
-            out.set_filled(before + clean);
-            if clean > 0 {
-                return Poll::Ready(Ok(()));
-            }
-        }
-    }
-}
-
-impl Scan {
-    /// Replaces everything from the refused head on with the stand-in, and stops.
-    fn reject(&mut self, rejection: Rejection) {
-        tracing::debug!(reason = %rejection.reason, "request head refused below hyper");
-        let _ = self.verdict.rejection.set(rejection);
-        self.buf.truncate(self.start);
-        self.buf.extend_from_slice(STAND_IN);
-        self.ready = self.buf.len() - self.start;
-        self.stopped = true;
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,37 +481,5 @@ mod tests {
                 "released bytes are the input's prefix"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn guard_hands_hyper_the_stand_in_and_then_nothing() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut client, server) = tokio::io::duplex(64);
-        let (mut guard, verdict) = FramingGuard::http1(server, 8192);
-        let writer = tokio::spawn(async move {
-            client
-                .write_all(b"GET /ok HTTP/1.1\r\n\r\nPOST /no HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc")
-                .await
-                .unwrap();
-            client
-        });
-        let mut got = Vec::new();
-        let mut buf = [0u8; 10];
-        while got.len() < 19 + STAND_IN.len() {
-            let n = guard.read(&mut buf).await.unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
-        let mut expected = b"GET /ok HTTP/1.1\r\n\r\n".to_vec();
-        expected.extend_from_slice(STAND_IN);
-        assert_eq!(got, expected);
-        assert!(verdict.rejection_for(0).is_none());
-        assert_eq!(
-            verdict.rejection_for(1).map(|r| r.target.as_str()),
-            Some("/no")
-        );
-        let more =
-            tokio::time::timeout(std::time::Duration::from_millis(50), guard.read(&mut buf)).await;
-        assert!(more.is_err(), "nothing after the stand-in");
-        drop(writer.await);
     }
 }

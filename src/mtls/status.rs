@@ -1,10 +1,6 @@
 //! ALB's `tls_verify_status` codes and the mapping from every way a handshake can end to one of
 //! them, with a sentence for `tls_verify_detail`.
 
-use std::sync::Mutex;
-
-use crate::certinfo::LeafFacts;
-
 /// The failure codes ALB writes after `Failed:` in its connection log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyCode {
@@ -70,43 +66,6 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// What the client-certificate verifier saw during one handshake. rustls' verifiers are shared
-/// objects that never learn which connection they serve, so each connection gets its own record
-/// to read after the handshake, whether it succeeded or not.
-#[derive(Debug, Default)]
-pub struct HandshakeRecord {
-    inner: Mutex<RecordInner>,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct RecordInner {
-    /// Facts of the presented leaf, when one was presented and parsed.
-    pub leaf: Option<LeafFacts>,
-    /// Why verification failed, when it did.
-    pub failure: Option<Failure>,
-}
-
-impl HandshakeRecord {
-    pub fn set_leaf(&self, leaf: Option<LeafFacts>) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.leaf = leaf;
-        }
-    }
-
-    pub fn set_failure(&self, failure: Failure) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.failure = Some(failure);
-        }
-    }
-
-    pub fn take(&self) -> RecordInner {
-        self.inner
-            .lock()
-            .map(|mut g| std::mem::take(&mut *g))
-            .unwrap_or_default()
-    }
-}
-
 /// Maps a handshake that failed outside the certificate verifier to a failure.
 pub fn from_handshake_error(err: &std::io::Error) -> Failure {
     use rustls::Error as E;
@@ -150,7 +109,7 @@ pub fn from_handshake_error(err: &std::io::Error) -> Failure {
 }
 
 fn date(unix: u64) -> String {
-    crate::certinfo::utc_string(i64::try_from(unix).unwrap_or(i64::MAX))
+    crate::x509::utc_string(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 /// Maps a webpki path-building error to ALB's code and the alert rustls should send.

@@ -1,0 +1,49 @@
+//! HTTP pieces every layer shares: the body type requests and responses carry, the answers
+//! certgate writes itself, and [`ProxyError`], which says what failed and on which side.
+
+pub mod error;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, Version};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+
+pub use error::{ProxyError, Side};
+
+/// The body of every request certgate sends and every response it returns.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A body with nothing in it.
+pub fn empty_body() -> Body {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// A plain-text answer from certgate itself: `msg` and a newline.
+pub fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(format!("{msg}\n")))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The version as a request line writes it.
+pub fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}

@@ -1,0 +1,171 @@
+//! The life of one client connection in three steps: `handshake`, one connection-log record
+//! built from its outcome, then `serve` (admitted clients only).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::server::graceful::Watcher;
+use rustls::pki_types::UnixTime;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::handshake::{handshake, Established, Handshake, Refused};
+use super::serve::{serve, ServeSettings, Signals};
+use super::{close_if_refused, Listener};
+use crate::config::Mode;
+use crate::mtls::{Failure, VerifyCode};
+use crate::observe::connection::ConnectionRecord;
+use crate::observe::LogSink;
+use crate::proxy::framing::FramingVerdict;
+use crate::proxy::ConnContext;
+use crate::tls::ListenerTls;
+
+/// Where a listener's connection-log records go.
+#[derive(Clone)]
+pub struct ConnLog {
+    pub sink: LogSink,
+    /// ALB's space-separated line instead of JSON.
+    pub alb_format: bool,
+}
+
+impl ConnLog {
+    pub fn write(&self, record: &ConnectionRecord) {
+        self.sink.write(if self.alb_format {
+            record.to_alb()
+        } else {
+            record.to_json()
+        });
+    }
+}
+
+/// The record of a connection accepted now, before any TLS work.
+pub fn accepted(listener: &Listener, tls: &ListenerTls, peer: SocketAddr) -> ConnectionRecord {
+    ConnectionRecord::accepted(
+        peer,
+        listener.local,
+        listener.name(),
+        tls.mode.as_str(),
+        tls.trust_store_version.clone(),
+    )
+}
+
+/// Fills the record from how the handshake ended. The one place a record learns its outcome.
+pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
+    record.timestamp = time::OffsetDateTime::now_utc();
+    match outcome {
+        Handshake::Established(e) => {
+            record.tls_protocol = e.negotiated.protocol;
+            record.tls_cipher = e.negotiated.cipher;
+            record.tls_keyexchange = e.negotiated.group.clone();
+            record.tls_handshake_latency_ms = Some(e.latency.as_millis() as u64);
+            record.leaf = e.leaf.clone();
+            record.sni = e.sni.clone();
+            record.alpn = e.alpn.clone();
+            record.tls_verify_status = "Success".to_string();
+        }
+        Handshake::Refused(r) => {
+            record.tls_protocol = r.negotiated.protocol;
+            record.tls_cipher = r.negotiated.cipher;
+            record.tls_keyexchange = r.negotiated.group.clone();
+            record.leaf = r.leaf.clone();
+            record_failure(record, &r.failure);
+        }
+    }
+}
+
+pub fn record_failure(record: &mut ConnectionRecord, failure: &Failure) {
+    record.tls_verify_status = failure.code.status();
+    record.tls_verify_detail = Some(failure.detail.clone());
+}
+
+/// Runs one accepted connection to its end.
+pub async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    log: ConnLog,
+    watcher: Watcher,
+    stop: watch::Receiver<bool>,
+) {
+    let tls = listener.tls.load_full();
+    let mut record = accepted(&listener, &tls, peer);
+    let outcome = if *stop.borrow() {
+        Handshake::Refused(Box::new(Refused::before_tls(Failure::new(
+            VerifyCode::Unmapped,
+            "proxy is shutting down; connection closed before the handshake",
+        ))))
+    } else {
+        handshake(stream, &tls, listener.config.timeouts.handshake).await
+    };
+    record_outcome(&mut record, &outcome);
+    log.write(&record);
+    match outcome {
+        Handshake::Refused(refused) => refused.close().await,
+        Handshake::Established(est) => {
+            admitted(*est, peer, &listener, &tls, record.conn_trace_id, stop).await;
+        }
+    }
+    drop(watcher);
+}
+
+/// Serves an admitted client; in verify mode the connection stays registered for re-checks
+/// while it is open.
+async fn admitted(
+    est: Established,
+    peer: SocketAddr,
+    listener: &Arc<Listener>,
+    tls: &Arc<ListenerTls>,
+    trace_id: String,
+    stop: watch::Receiver<bool>,
+) {
+    let (registration, revoked) = if tls.mode == Mode::Verify {
+        let (reg, rx) = listener.open_conns.register(&trace_id, est.chain.clone());
+        // A reload that swapped the TLS state during this handshake re-checked the connections
+        // registered at the time, not this one: check it against the current state here.
+        let current = listener.tls.load_full();
+        if !Arc::ptr_eq(&current, tls) {
+            let open = &listener.open_conns;
+            close_if_refused(
+                listener.name(),
+                &current,
+                open,
+                UnixTime::now(),
+                reg.id,
+                &trace_id,
+                &est.chain,
+            );
+        }
+        (Some(reg), Some(rx))
+    } else {
+        (None, None)
+    };
+    let headers = crate::proxy::headers::connection_headers(
+        tls.mode,
+        &listener.config.headers,
+        &est.chain,
+        est.leaf.as_ref(),
+        est.negotiated.protocol.unwrap_or("unknown"),
+        est.negotiated.cipher.unwrap_or("unknown"),
+    );
+    let h2 = est.is_h2();
+    let settings = ServeSettings {
+        listener: listener.name(),
+        limits: listener.config.limits,
+        timeouts: listener.config.timeouts,
+    };
+    let leaf_subject = est.leaf.map(|l| l.subject);
+    let context = |framing: Option<Arc<FramingVerdict>>| {
+        ConnContext::new(
+            listener.proxy.clone(),
+            trace_id.clone(),
+            peer,
+            headers,
+            leaf_subject,
+            est.sni,
+            framing,
+        )
+    };
+    let signals = Signals { stop, revoked };
+    serve(est.stream, h2, settings, signals, context).await;
+    drop(registration);
+}

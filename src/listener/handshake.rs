@@ -1,0 +1,169 @@
+//! The TLS handshake of one client connection under one deadline, ending in either an
+//! [`Established`] connection or a [`Refused`] one with ALB's failure code and reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::io::close_gently;
+use crate::mtls::handoff::{Observed, VerifierReport};
+use crate::mtls::status::{self, Failure, VerifyCode};
+use crate::tls::hello_tap::{HelloTap, ServerHelloInfo};
+use crate::tls::{self, ListenerTls};
+use crate::x509::{self, LeafFacts};
+
+/// A client connection after its TLS handshake.
+pub type ClientStream = TlsStream<HelloTap<TcpStream>>;
+
+/// What was negotiated, in the names ALB writes.
+#[derive(Debug, Clone, Default)]
+pub struct Negotiated {
+    pub protocol: Option<&'static str>,
+    pub cipher: Option<&'static str>,
+    pub group: Option<String>,
+}
+
+impl Negotiated {
+    /// From certgate's own ServerHello: all that is known of a handshake that failed.
+    fn from_hello(h: Option<&ServerHelloInfo>) -> Negotiated {
+        h.map(|h| Negotiated {
+            protocol: Some(tls::protocol_name(h.version)),
+            cipher: Some(tls::cipher_name(h.suite)),
+            group: h.group.map(tls::group_name),
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// A connection whose handshake completed: the client is admitted.
+pub struct Established {
+    pub stream: ClientStream,
+    pub negotiated: Negotiated,
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    /// The chain the client presented, leaf first (empty in off mode).
+    pub chain: Arc<[CertificateDer<'static>]>,
+    pub leaf: Option<LeafFacts>,
+    pub latency: Duration,
+}
+
+impl Established {
+    /// ALPN chose HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        self.alpn.as_deref() == Some("h2")
+    }
+}
+
+/// A connection whose handshake did not complete.
+pub struct Refused {
+    pub failure: Failure,
+    pub negotiated: Negotiated,
+    /// The leaf's facts when the client presented one that could be read.
+    pub leaf: Option<LeafFacts>,
+    /// The socket, when the client is still there to read the alert.
+    closing: Option<HelloTap<TcpStream>>,
+}
+
+impl Refused {
+    /// A connection refused before any TLS work.
+    pub fn before_tls(failure: Failure) -> Refused {
+        Refused {
+            failure,
+            negotiated: Negotiated::default(),
+            leaf: None,
+            closing: None,
+        }
+    }
+
+    /// Lets the client read its alert, then closes (bounded in time and bytes).
+    pub async fn close(self) {
+        if let Some(io) = self.closing {
+            // Boxed, like the handshake: only refused connections need this state.
+            Box::pin(close_gently(io)).await;
+        }
+    }
+}
+
+/// How a handshake ended. Both outcomes are boxed: only one of them lives on, and the
+/// connection task should be no wider than the one it keeps.
+pub enum Handshake {
+    Established(Box<Established>),
+    Refused(Box<Refused>),
+}
+
+/// Runs the handshake with `tls` on `stream`, for at most `deadline`.
+pub async fn handshake(stream: TcpStream, tls: &ListenerTls, deadline: Duration) -> Handshake {
+    let started = Instant::now();
+    let (stream, hello) = HelloTap::new(stream);
+    let accept = TlsAcceptor::from(tls.server_config())
+        .accept(stream)
+        .into_fallible();
+    let (result, report) = Observed::new(tokio::time::timeout(deadline, accept)).await;
+    let refused = |failure: Failure, closing| Refused {
+        failure,
+        negotiated: Negotiated::from_hello(hello.get()),
+        leaf: report.leaf.clone(),
+        closing,
+    };
+    match result {
+        Err(_) => Handshake::Refused(Box::new(refused(
+            report
+                .failure
+                .clone()
+                .unwrap_or_else(|| timed_out(deadline)),
+            None,
+        ))),
+        Ok(Err((e, io))) => Handshake::Refused(Box::new(refused(
+            report
+                .failure
+                .clone()
+                .unwrap_or_else(|| status::from_handshake_error(&e)),
+            Some(io),
+        ))),
+        Ok(Ok(stream)) => Handshake::Established(Box::new(established(stream, report, started))),
+    }
+}
+
+fn timed_out(deadline: Duration) -> Failure {
+    Failure::new(
+        VerifyCode::Unmapped,
+        format!("TLS handshake not completed within {}s", deadline.as_secs()),
+    )
+}
+
+fn established(stream: ClientStream, report: VerifierReport, started: Instant) -> Established {
+    let conn = stream.get_ref().1;
+    let chain: Arc<[CertificateDer<'static>]> = conn.peer_certificates().unwrap_or(&[]).into();
+    let negotiated = Negotiated {
+        protocol: Some(
+            conn.protocol_version()
+                .map_or("unknown", tls::protocol_name),
+        ),
+        cipher: Some(
+            conn.negotiated_cipher_suite()
+                .map_or("unknown", |s| tls::cipher_name(s.suite())),
+        ),
+        group: conn
+            .negotiated_key_exchange_group()
+            .map(|g| tls::group_name(g.name())),
+    };
+    // The verifier saw the leaf; read it here only if it could not (never in practice).
+    let leaf = report
+        .leaf
+        .or_else(|| chain.first().and_then(|c| x509::leaf_facts(c).ok()));
+    Established {
+        negotiated,
+        sni: conn.server_name().map(str::to_string),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        chain,
+        leaf,
+        latency: started.elapsed(),
+        stream,
+    }
+}

@@ -1,0 +1,184 @@
+//! A listener: its socket, its swappable TLS state, and the connections it serves. Each
+//! connection is accepted, handshaken, logged, then served (`accept`, `connection`,
+//! `handshake`, `serve`); open verify-mode connections are re-checked when trust stores change.
+
+mod accept;
+mod connection;
+pub mod handshake;
+pub mod io;
+pub mod open_conns;
+pub mod serve;
+
+pub use accept::{accept_loop, AcceptContext};
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use tokio::sync::Semaphore;
+
+use crate::config::{ListenerConfig, Mode};
+use crate::proxy::ProxySettings;
+use crate::tls::{ListenerTls, TlsError};
+use crate::truststore::Stores;
+use open_conns::OpenConns;
+
+/// A running listener.
+pub struct Listener {
+    /// Its configuration, kept whole so that a reload rebuilds exactly this listener.
+    pub config: ListenerConfig,
+    pub local: SocketAddr,
+    pub tls: ArcSwap<ListenerTls>,
+    /// What its request handlers share.
+    pub proxy: Arc<ProxySettings>,
+    /// Open verify-mode connections, re-checked when the trust store is reloaded.
+    pub open_conns: Arc<OpenConns>,
+    /// One permit per open client connection (`max_connections`).
+    conn_slots: Arc<Semaphore>,
+    /// Held while the TLS state is rebuilt, so that a SIGHUP's rebuild (new certificate) and
+    /// one following published stores (kept certificate) cannot undo each other.
+    rebuilding: Mutex<()>,
+}
+
+impl Listener {
+    pub fn new(
+        config: ListenerConfig,
+        local: SocketAddr,
+        tls: ListenerTls,
+        proxy: Arc<ProxySettings>,
+    ) -> Listener {
+        Listener {
+            conn_slots: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            local,
+            tls: ArcSwap::from_pointee(tls),
+            proxy,
+            open_conns: Arc::default(),
+            rebuilding: Mutex::new(()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The trust store this listener verifies clients against, if any.
+    pub fn trust_store(&self) -> Option<&str> {
+        match self.config.mutual_authentication.mode {
+            Mode::Verify => self.config.mutual_authentication.trust_store.as_deref(),
+            Mode::Off | Mode::Passthrough => None,
+        }
+    }
+
+    /// Rebuilds the TLS state on `stores` and swaps it in, then re-checks open connections.
+    /// With `reread_certificate` the server certificate and key are read from disk again;
+    /// otherwise the loaded ones are kept. On failure the current state stays in service.
+    pub fn rebuild_tls(&self, stores: &Stores, reread_certificate: bool) -> Result<(), TlsError> {
+        let _one_at_a_time = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.rebuild_locked(stores, reread_certificate)
+    }
+
+    fn rebuild_locked(&self, stores: &Stores, reread_certificate: bool) -> Result<(), TlsError> {
+        let built = if reread_certificate {
+            ListenerTls::build(&self.config, stores)?
+        } else {
+            self.tls.load().with_stores(&self.config, stores)?
+        };
+        self.tls.store(Arc::new(built));
+        self.revalidate();
+        Ok(())
+    }
+
+    /// Follows a newly published set of stores: rebuilds when this listener's store has a
+    /// version other than the one it serves (a SIGHUP may already have rebuilt it).
+    fn follow_stores(&self, stores: &Stores) {
+        let Some(name) = self.trust_store() else {
+            return;
+        };
+        let Some(store) = stores.get(name) else {
+            return;
+        };
+        let _one_at_a_time = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.tls.load().trust_store_version.as_deref() == Some(store.version.as_str()) {
+            return;
+        }
+        if let Err(e) = self.rebuild_locked(stores, false) {
+            tracing::error!(listener = %self.name(), "reload failed, keeping the current TLS settings: {e}");
+        }
+    }
+
+    /// Re-checks every open verify-mode connection against the listener's current TLS state
+    /// (call it right after swapping that state in) and asks each one whose chain no longer
+    /// verifies to close once its in-flight requests are done. A revoked certificate must not
+    /// keep a keep-alive connection, or an HTTP/2 one, in service for hours.
+    ///
+    /// Inside a tokio runtime the checks (signatures and CRL lookups for every connection) run
+    /// on the blocking pool and this returns at once; elsewhere they run before it returns.
+    pub fn revalidate(&self) {
+        if self.tls.load().mode != Mode::Verify || self.open_conns.is_empty() {
+            return;
+        }
+        let tls = self.tls.load_full();
+        let open = self.open_conns.clone();
+        let name = self.name().to_string();
+        let check = move || revalidate_now(&name, &tls, &open);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(check);
+            }
+            Err(_) => check(),
+        }
+    }
+}
+
+/// `revalidate`, on this thread. Blocking: keep it off the async worker threads.
+fn revalidate_now(listener: &str, tls: &ListenerTls, open: &OpenConns) {
+    let conns = open.snapshot();
+    if conns.is_empty() {
+        return;
+    }
+    let now = UnixTime::now();
+    let checked = conns.len();
+    let closed = conns
+        .iter()
+        .filter(|(id, trace_id, chain)| {
+            close_if_refused(listener, tls, open, now, *id, trace_id, chain)
+        })
+        .count();
+    tracing::debug!(listener = %listener, checked, closed, "open connections re-checked");
+}
+
+/// Checks one registered connection against `tls`; if its chain fails, asks it to close and
+/// logs why. True if it was asked now.
+fn close_if_refused(
+    listener: &str,
+    tls: &ListenerTls,
+    open: &OpenConns,
+    now: UnixTime,
+    id: u64,
+    trace_id: &str,
+    chain: &[CertificateDer<'static>],
+) -> bool {
+    let Err(failure) = tls.verify_chain(chain, now) else {
+        return false;
+    };
+    if !open.close(id) {
+        return false;
+    }
+    tracing::warn!(
+        listener = %listener,
+        conn_trace_id = %trace_id,
+        tls_verify_status = %failure.code.status(),
+        tls_verify_detail = %failure.detail,
+        trust_store_version = tls.trust_store_version.as_deref().unwrap_or("-"),
+        "closing connection after its in-flight requests: client certificate no longer verifies against the reloaded trust store"
+    );
+    true
+}

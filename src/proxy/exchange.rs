@@ -1,0 +1,156 @@
+//! One request and its answer as the access log sees them: what the client asked for, what
+//! each phase learned (group, target, timings), and the closing record.
+
+use std::time::{Duration, Instant};
+
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::Response;
+
+use super::framing::Rejection;
+use super::ConnContext;
+use crate::http::{version_name, Body, ProxyError};
+use crate::observe::access::AccessRecord;
+
+/// A request in flight.
+pub struct Exchange {
+    received: Instant,
+    /// Only for a log that will be written are strings built.
+    logging: bool,
+    /// The request target's authority (HTTP/2 `:authority`, HTTP/1.1 absolute-form), which
+    /// wins over a Host header (RFC 9113 §8.3.1, RFC 9112 §3.2.2).
+    pub authority: Option<String>,
+    host: Option<String>,
+    pub path_and_query: PathAndQuery,
+    pub log: AccessRecord,
+}
+
+impl Exchange {
+    pub fn begin(ctx: &ConnContext, parts: &Parts, received: Instant) -> Exchange {
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let authority = parts.uri.authority().map(|a| a.to_string());
+        let host = authority.clone().or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+        let mut ex = Exchange {
+            received,
+            logging: ctx.settings.access_log.is_some(),
+            authority,
+            host,
+            path_and_query,
+            log: AccessRecord {
+                target_processing_time: -1.0,
+                ..AccessRecord::default()
+            },
+        };
+        if ex.logging {
+            ex.describe_request(ctx, parts);
+        }
+        ex
+    }
+
+    fn describe_request(&mut self, ctx: &ConnContext, parts: &Parts) {
+        let log = &mut self.log;
+        let pq = self.path_and_query.as_str();
+        log.timestamp = crate::observe::timestamp(time::OffsetDateTime::now_utc());
+        log.conn_trace_id = ctx.trace_id.clone();
+        log.listener = ctx.settings.name.clone();
+        log.client_ip = ctx.client_ip.to_str().unwrap_or_default().to_string();
+        log.client_port = ctx.client.port();
+        log.request = format!("{} {} {}", parts.method, pq, version_name(parts.version));
+        log.method = parts.method.to_string();
+        log.path = pq.to_string();
+        log.http_version = version_name(parts.version);
+        log.host = self.host.clone();
+        log.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        log.leaf_client_cert_subject = ctx.leaf_subject.clone();
+    }
+
+    /// The host the request is for (authority, else Host), as the client wrote it.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// hyper saw the framing guard's stand-in; the log shows what the client really sent.
+    pub fn describe_refused_head(&mut self, r: &Rejection) {
+        let log = &mut self.log;
+        log.request = format!("{} {} {}", r.method, r.target, r.version);
+        log.method = r.method.clone();
+        log.path = r.target.clone();
+        log.http_version = r.version;
+        log.host = r.host.clone();
+        log.user_agent = r.user_agent.clone();
+    }
+
+    pub fn set_target_group(&mut self, name: &str) {
+        if self.logging {
+            self.log.target_group = Some(name.to_string());
+        }
+    }
+
+    pub fn set_target(&mut self, url: &str) {
+        if self.logging {
+            self.log.target = Some(url.to_string());
+        }
+    }
+
+    /// The request is on its way to a target now.
+    pub fn sent(&mut self, at: Instant) {
+        self.log.request_processing_time = secs(at - self.received);
+    }
+
+    /// The target's response headers arrived.
+    pub fn answered(&mut self, sent: Instant, status: u16) {
+        self.log.target_processing_time = secs(sent.elapsed());
+        self.log.target_status_code = Some(status);
+    }
+
+    /// certgate's own answer for a request it did not complete.
+    pub fn refuse(&mut self, ctx: &ConnContext, e: &ProxyError) -> Response<Body> {
+        let reason = e.to_string();
+        tracing::warn!(
+            conn_trace_id = %ctx.trace_id,
+            listener = %ctx.settings.name,
+            status = e.status().as_u16(),
+            side = e.side().as_str(),
+            "{reason}"
+        );
+        self.log.error_reason = Some(reason);
+        e.response()
+    }
+
+    /// Closes the record with the status sent and writes it to the access log.
+    pub fn finish(mut self, ctx: &ConnContext, response: Response<Body>) -> Response<Body> {
+        let log = &mut self.log;
+        log.elb_status_code = response.status().as_u16();
+        let total = secs(self.received.elapsed());
+        log.response_processing_time = round_micros(
+            (total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0),
+        );
+        if let Some(sink) = &ctx.settings.access_log {
+            sink.write(log.to_json());
+        }
+        response
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    round_micros(d.as_secs_f64())
+}
+
+/// Seconds with microsecond precision, so logs show `0.000105`, not float noise.
+fn round_micros(s: f64) -> f64 {
+    (s * 1_000_000.0).round() / 1_000_000.0
+}

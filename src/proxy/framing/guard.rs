@@ -1,0 +1,263 @@
+//! The I/O side of the framing check: [`FramingGuard`] reads the client's bytes through the
+//! scanner and hands hyper only what is checked, or the stand-in for a refused head.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::scanner::{Scanner, Step};
+use super::{FramingVerdict, Rejection};
+
+/// Reads through [`Scanner`]; writes pass straight through.
+#[derive(Debug)]
+pub struct FramingGuard<T> {
+    inner: T,
+    /// `None` on HTTP/2 connections: nothing to check.
+    scan: Option<Box<Scan>>,
+}
+
+#[derive(Debug)]
+struct Scan {
+    scanner: Scanner,
+    verdict: Arc<FramingVerdict>,
+    /// Bytes read from the client and not yet given to hyper: `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+    /// Of those, how many are checked and may be given to hyper.
+    ready: usize,
+    /// After a refused head: hyper gets nothing more.
+    stopped: bool,
+    eof: bool,
+}
+
+impl<T> FramingGuard<T> {
+    /// A guard for an HTTP/1.1 connection whose heads may be at most `max_head` bytes.
+    pub fn http1(inner: T, max_head: usize) -> (Self, Arc<FramingVerdict>) {
+        let verdict = Arc::new(FramingVerdict::default());
+        let scan = Scan {
+            scanner: Scanner::new(max_head),
+            verdict: verdict.clone(),
+            buf: Vec::new(),
+            start: 0,
+            ready: 0,
+            stopped: false,
+            eof: false,
+        };
+        (
+            FramingGuard {
+                inner,
+                scan: Some(Box::new(scan)),
+            },
+            verdict,
+        )
+    }
+
+    /// No checking (HTTP/2 frames its own messages).
+    pub fn passthrough(inner: T) -> Self {
+        FramingGuard { inner, scan: None }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(scan) = this.scan.as_deref_mut() else {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        };
+        loop {
+            if scan.ready > 0 {
+                let n = scan.ready.min(out.remaining());
+                out.put_slice(&scan.buf[scan.start..scan.start + n]);
+                scan.start += n;
+                scan.ready -= n;
+                if scan.start == scan.buf.len() {
+                    // Held bytes are the exception (a head split over reads): give the memory
+                    // back rather than keep it for the life of an idle connection.
+                    scan.buf = Vec::new();
+                    scan.start = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if scan.stopped {
+                // The stand-in request asked hyper to close; it has no reason to read again.
+                return Poll::Pending;
+            }
+            if scan.eof {
+                // Whatever is left is an unfinished head: hyper reports it as such.
+                scan.ready = scan.buf.len() - scan.start;
+                if scan.ready == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            if scan.start < scan.buf.len() {
+                // Bytes are held (the start of a head): scan them, reading more as needed.
+                match scan.scanner.step(&scan.buf[scan.start..]) {
+                    Step::Release(n) => scan.ready = n,
+                    Step::Reject(rejection) => scan.reject(*rejection),
+                    Step::NeedMore => {
+                        if scan.start > 0 {
+                            scan.buf.drain(..scan.start);
+                            scan.start = 0;
+                        }
+                        let have = scan.buf.len();
+                        scan.buf.resize(have + 4096, 0);
+                        let mut rb = ReadBuf::new(&mut scan.buf[have..]);
+                        let r = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
+                        let got = rb.filled().len();
+                        scan.buf.truncate(have + got);
+                        match r {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Ready(Ok(())) if got == 0 => scan.eof = true,
+                            Poll::Ready(Ok(())) => {}
+                        }
+                    }
+                }
+                continue;
+            }
+            // Nothing held: read straight into hyper's buffer and check the new bytes there.
+            let before = out.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, out) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let got = out.filled().len() - before;
+            if got == 0 {
+                scan.eof = true;
+                return Poll::Ready(Ok(()));
+            }
+            let fresh = &out.filled()[before..];
+            let mut clean = 0;
+            while clean < got {
+                match scan.scanner.step(&fresh[clean..]) {
+                    Step::Release(n) => clean += n,
+                    Step::NeedMore => {
+                        scan.buf.extend_from_slice(&fresh[clean..]);
+                        break;
+                    }
+                    Step::Reject(rejection) => {
+                        scan.reject(*rejection);
+                        break;
+                    }
+                }
+            }
+            out.set_filled(before + clean);
+            if clean > 0 {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl Scan {
+    /// Replaces everything from the refused head on with the stand-in, and stops.
+    fn reject(&mut self, rejection: Rejection) {
+        tracing::debug!(reason = %rejection.reason, "request head refused below hyper");
+        let stand_in = self.verdict.refuse(rejection);
+        self.buf.truncate(self.start);
+        self.buf.extend_from_slice(&stand_in);
+        self.ready = self.buf.len() - self.start;
+        self.stopped = true;
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::framing::REFUSAL_TOKEN;
+
+    #[tokio::test]
+    async fn guard_hands_hyper_the_stand_in_and_then_nothing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut guard, verdict) = FramingGuard::http1(server, 8192);
+        let writer = tokio::spawn(async move {
+            client
+                .write_all(b"GET /ok HTTP/1.1\r\n\r\nPOST /no HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc")
+                .await
+                .unwrap();
+            client
+        });
+        // Everything hyper reads up to the end of the stand-in's head.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 10];
+        let heads = |b: &[u8]| b.windows(4).filter(|w| w == b"\r\n\r\n").count();
+        while heads(&got) < 2 {
+            let n = guard.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        let first = b"GET /ok HTTP/1.1\r\n\r\n";
+        assert_eq!(&got[..first.len()], first);
+        let mut headers = [httparse::EMPTY_HEADER; 4];
+        let mut stand_in = httparse::Request::new(&mut headers);
+        assert!(stand_in.parse(&got[first.len()..]).unwrap().is_complete());
+        assert_eq!((stand_in.method, stand_in.path), (Some("GET"), Some("/")));
+        let mut map = http::HeaderMap::new();
+        for h in stand_in.headers.iter() {
+            map.append(
+                http::HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(h.value).unwrap(),
+            );
+        }
+        assert_eq!(map[http::header::CONNECTION], "close");
+        assert!(verdict.refusal_of(&http::HeaderMap::new()).is_none());
+        assert_eq!(
+            verdict
+                .refusal_of(&map)
+                .map(|r| (r.index, r.target.as_str())),
+            Some((1, "/no"))
+        );
+        let mut forged = map.clone();
+        forged.insert(
+            REFUSAL_TOKEN,
+            http::HeaderValue::from_static("00000000000000000000000000000000"),
+        );
+        assert!(
+            verdict.refusal_of(&forged).is_none(),
+            "a guessed token is not the stand-in"
+        );
+        let more =
+            tokio::time::timeout(std::time::Duration::from_millis(50), guard.read(&mut buf)).await;
+        assert!(more.is_err(), "nothing after the stand-in");
+        drop(writer.await);
+    }
+}
