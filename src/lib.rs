@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod server;
 pub mod tls;
 pub mod truststore;
+pub mod wildcard;
 
 /// The one crypto provider certgate uses. Passing it explicitly (instead of relying on a
 /// process-wide default) keeps a second provider pulled in by some dependency from ever being

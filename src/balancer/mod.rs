@@ -10,7 +10,6 @@
 
 pub mod client;
 pub mod health;
-pub mod rules;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,9 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::{Algorithm, Routes, TargetGroupConfig, TargetUrl};
+use crate::config::{Algorithm, Routes, Rule, TargetGroupConfig, TargetUrl};
 use client::{TargetClient, TargetTlsError};
-use rules::Rule;
 
 /// One target of a group, shared by every listener that routes to the group.
 #[derive(Debug)]
