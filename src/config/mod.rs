@@ -1,11 +1,9 @@
 //! Configuration: the TOML file (`file`), the validated model the proxy runs on (`model/`), and
-//! the conversion between them (`runtime`, `targets`), which reports every problem with its key
-//! path.
+//! the conversion between them (`validate/`), which reports every problem with its key path.
 
 pub mod file;
 mod model;
-mod runtime;
-mod targets;
+mod validate;
 
 pub use model::{
     Algorithm, ChainLimits, Config, ConnectionLogConfig, HeaderNames, HealthCheckConfig,
@@ -16,7 +14,7 @@ pub use model::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
     DEFAULT_REFRESH_INTERVAL,
 };
-pub use runtime::validate;
+pub use validate::validate;
 
 use std::path::{Path, PathBuf};
 
