@@ -21,9 +21,9 @@ use crate::config::model::{
 /// What listeners are checked against: the file's directory, the trust stores, and the target
 /// groups (which `backend = "URL"` listeners add to); and what earlier listeners took.
 pub(super) struct Context<'a> {
-    pub(super) base: &'a Path,
-    pub(super) trust_stores: &'a BTreeMap<String, TrustStoreConfig>,
-    pub(super) target_groups: &'a mut BTreeMap<String, TargetGroupConfig>,
+    base: &'a Path,
+    trust_stores: &'a BTreeMap<String, TrustStoreConfig>,
+    target_groups: &'a mut BTreeMap<String, TargetGroupConfig>,
     names: HashSet<String>,
     binds: HashSet<SocketAddr>,
 }
