@@ -2,9 +2,6 @@
 //! Balancer listener does, forwarding ALB's client-certificate headers and connection logs.
 
 pub mod app;
-pub mod balancer {
-    pub mod rules;
-}
 pub mod certinfo;
 pub mod config;
 pub mod demo;
@@ -19,6 +16,7 @@ pub mod tls;
 pub mod truststore;
 pub mod upstream;
 pub(crate) use certinfo as x509;
+pub mod wildcard;
 
 pub use tls::crypto_provider;
 

@@ -1,6 +1,6 @@
 //! The TOML file as written by users: serde types only. Nothing here is trusted or defaulted;
-//! `runtime.rs` turns it into the validated model the proxy runs on. Unknown keys are not
-//! refused by serde (that would stop at the first one); `config::from_str` collects them all.
+//! `validate/` turns it into the validated model (`model/`) the proxy runs on. Unknown keys are
+//! not refused by serde (that would stop at the first one); `config::from_str` collects them all.
 
 use std::collections::BTreeMap;
 

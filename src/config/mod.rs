@@ -1,12 +1,20 @@
-//! Configuration: the TOML file (`file`), the validated model the proxy runs on (`runtime`), and
-//! the conversion between them, which reports every problem with its key path.
+//! Configuration: the TOML file (`file`), the validated model the proxy runs on (`model/`), and
+//! the conversion between them (`validate/`), which reports every problem with its key path.
 
 pub mod file;
-pub mod runtime;
-pub mod targets;
+mod model;
+mod validate;
 
-pub use runtime::*;
-pub use targets::*;
+pub use model::{
+    Algorithm, ChainLimits, Config, ConnectionLogConfig, HeaderNames, HealthCheckConfig,
+    ListenerConfig, LogDestination, LogFormat, Matcher, Mode, MutualAuth, RequestLimits, Routes,
+    Rule, S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl, Timeouts, TrustStoreConfig,
+    DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
+    DEFAULT_REFRESH_INTERVAL,
+};
+pub use validate::validate;
 
 use std::path::{Path, PathBuf};
 
@@ -62,7 +70,7 @@ pub fn from_str(text: &str, file: &Path, base_dir: &Path) -> Result<Config, Conf
             },
         }
     })?;
-    let problems = match runtime::validate(parsed, base_dir) {
+    let problems = match validate(parsed, base_dir) {
         Ok(cfg) if unknown.is_empty() => return Ok(cfg),
         Ok(_) => unknown,
         Err(mut problems) => {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balancer::rules::Rule;
+use crate::config::Rule;
 use crate::config::Routes;
 use crate::upstream::client::{self, TargetClient, UpstreamError};
 use crate::upstream::TargetGroup;

@@ -1,8 +1,8 @@
-//! Listener rules: host and path conditions with ALB's wildcards (`*` any run of characters,
-//! `?` exactly one), compiled once at load and evaluated in order, first match wins.
+//! ALB's wildcard patterns for listener-rule conditions: `*` matches any run of characters, `?`
+//! exactly one; compiled once at load, matched per request, and compared for shadowing.
 //!
 //! Path patterns are case-sensitive and see the path only (no query), as ALB's are. Host
-//! patterns are case-insensitive and see the host without its port.
+//! patterns are case-insensitive and see the host without its port ([`strip_port`]).
 
 /// Longest pattern ALB accepts.
 pub const MAX_PATTERN_LEN: usize = 128;
@@ -134,36 +134,6 @@ fn glob<T: Copy>(toks: &[Tok], input: &[T], eq: impl Fn(&Tok, T) -> bool) -> boo
     toks[t..].iter().all(|x| *x == Tok::Any)
 }
 
-/// One `[[listener.rule]]`: its conditions and where matching requests go.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub host: Option<Pattern>,
-    pub path: Option<Pattern>,
-    pub target_group: String,
-}
-
-impl Rule {
-    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        if let Some(h) = &self.host {
-            match host {
-                Some(host) if h.matches(strip_port(host)) => {}
-                _ => return false,
-            }
-        }
-        self.path.as_ref().is_none_or(|p| p.matches(path))
-    }
-
-    /// Whether this rule matches every request `later` matches, so that `later` never runs.
-    pub fn shadows(&self, later: &Rule) -> bool {
-        let part = |a: &Option<Pattern>, b: &Option<Pattern>| match (a, b) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(a), Some(b)) => a.covers(b),
-        };
-        part(&self.host, &later.host) && part(&self.path, &later.path)
-    }
-}
-
 /// `host:port` or `[v6]:port` to the host alone.
 pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -197,21 +167,6 @@ mod tests {
     }
 
     #[test]
-    fn host_patterns_ignore_case_and_port() {
-        let h = Pattern::host("*.Example.com").unwrap();
-        let rule = Rule {
-            host: Some(h),
-            path: None,
-            target_group: "g".into(),
-        };
-        assert!(rule.matches(Some("API.example.COM:8443"), "/"));
-        assert!(!rule.matches(Some("example.com"), "/"));
-        assert!(!rule.matches(None, "/"));
-        assert_eq!(strip_port("[::1]:443"), "::1");
-        assert_eq!(strip_port("a.example"), "a.example");
-    }
-
-    #[test]
     fn bad_patterns_say_why() {
         assert!(Pattern::path("v1/*").unwrap_err().contains("starts with"));
         assert!(Pattern::path(&format!("/{}", "a".repeat(200)))
@@ -219,23 +174,6 @@ mod tests {
             .contains("128"));
         assert!(Pattern::host("a.example:443").unwrap_err().contains("port"));
         assert!(Pattern::path("").is_err());
-    }
-
-    #[test]
-    fn shadowing_is_detected_soundly() {
-        let rule = |host: Option<&str>, path: Option<&str>| Rule {
-            host: host.map(|h| Pattern::host(h).unwrap()),
-            path: path.map(|p| Pattern::path(p).unwrap()),
-            target_group: "g".into(),
-        };
-        assert!(rule(None, Some("/v1/*")).shadows(&rule(Some("a.example"), Some("/v1/x*"))));
-        assert!(rule(Some("*.example"), None).shadows(&rule(Some("a.example"), Some("/"))));
-        assert!(rule(None, Some("*")).shadows(&rule(None, Some("/anything"))));
-        assert!(rule(None, Some("/a")).shadows(&rule(None, Some("/a"))));
-        // Not covered: `?` is one character, `*` may be many.
-        assert!(!rule(None, Some("/a?")).shadows(&rule(None, Some("/a*"))));
-        assert!(!rule(Some("a.example"), None).shadows(&rule(None, Some("/"))));
-        assert!(!rule(None, Some("/v1/*")).shadows(&rule(None, Some("/v2/*"))));
     }
 
     #[test]

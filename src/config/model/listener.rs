@@ -1,0 +1,133 @@
+//! The validated `[[listener]]` section: bind address, server certificate, mutual authentication,
+//! the header names sent to targets, timeouts and request limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::routes::Routes;
+
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ALB's default connection idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// ALB's default idle timeout: a backend that sends nothing for this long gets a 504.
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_HEADER_FIELD_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub certificate_chain: PathBuf,
+    pub private_key: PathBuf,
+    pub routes: Routes,
+    pub mutual_authentication: MutualAuth,
+    pub headers: HeaderNames,
+    pub timeouts: Timeouts,
+    pub limits: RequestLimits,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    Passthrough,
+    Verify,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Passthrough => "passthrough",
+            Mode::Verify => "verify",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MutualAuth {
+    pub mode: Mode,
+    /// Set exactly when `mode` is verify.
+    pub trust_store: Option<String>,
+    pub ignore_client_certificate_expiry: bool,
+    pub advertise_trust_store_ca_names: bool,
+}
+
+/// The header names a listener sends (after renames). All of them, and ALB's default names, are
+/// stripped from client requests in every mode.
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    pub clientcert: HeaderName,
+    pub serial_number: HeaderName,
+    pub issuer: HeaderName,
+    pub subject: HeaderName,
+    pub validity: HeaderName,
+    pub leaf: HeaderName,
+    pub tls_version: HeaderName,
+    pub tls_cipher_suite: HeaderName,
+    pub send_tls_version_and_cipher_suite: bool,
+}
+
+impl HeaderNames {
+    pub fn alb_defaults() -> Self {
+        HeaderNames {
+            clientcert: HeaderName::from_static("x-amzn-mtls-clientcert"),
+            serial_number: HeaderName::from_static("x-amzn-mtls-clientcert-serial-number"),
+            issuer: HeaderName::from_static("x-amzn-mtls-clientcert-issuer"),
+            subject: HeaderName::from_static("x-amzn-mtls-clientcert-subject"),
+            validity: HeaderName::from_static("x-amzn-mtls-clientcert-validity"),
+            leaf: HeaderName::from_static("x-amzn-mtls-clientcert-leaf"),
+            tls_version: HeaderName::from_static("x-amzn-tls-version"),
+            tls_cipher_suite: HeaderName::from_static("x-amzn-tls-cipher-suite"),
+            send_tls_version_and_cipher_suite: false,
+        }
+    }
+
+    /// The eight names, in the order of ALB's attributes (`[listener.headers]` keys).
+    pub(in crate::config) fn all(&self) -> [&HeaderName; 8] {
+        [
+            &self.clientcert,
+            &self.serial_number,
+            &self.issuer,
+            &self.subject,
+            &self.validity,
+            &self.leaf,
+            &self.tls_version,
+            &self.tls_cipher_suite,
+        ]
+    }
+
+    /// Every name a client must never be able to send: the configured names and ALB's defaults.
+    pub fn strip_set(&self) -> Vec<HeaderName> {
+        let defaults = HeaderNames::alb_defaults();
+        let mut out: Vec<HeaderName> = Vec::new();
+        for name in self.all().into_iter().chain(defaults.all()) {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Request size limits, ALB's quotas by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub max_header_field_bytes: usize,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    /// Also the limit for a client to send a request's headers.
+    pub idle: Duration,
+    pub backend_connect: Duration,
+    pub backend_response: Duration,
+}

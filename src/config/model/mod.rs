@@ -1,0 +1,56 @@
+//! The validated configuration the proxy runs on. Every choice the file leaves open is decided
+//! here, once, so the data path never looks at an `Option` that validation already settled.
+//! `Config` and the top-level sections ([s3], [connection_log], [access_log]) are here; the
+//! listener, trust-store, target-group and route sections have a file each.
+
+mod listener;
+mod routes;
+mod target_group;
+mod trust_store;
+
+pub use listener::*;
+pub use routes::*;
+pub use target_group::*;
+pub use trust_store::*;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenerConfig>,
+    pub trust_stores: BTreeMap<String, TrustStoreConfig>,
+    /// Settings for S3 sources; credentials always come from the standard AWS chain.
+    pub s3: S3Settings,
+    /// Declared groups and the one-target groups of `backend = "URL"` listeners.
+    pub target_groups: BTreeMap<String, TargetGroupConfig>,
+    pub connection_log: ConnectionLogConfig,
+    pub access_log: Option<LogDestination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// For S3-compatible stores; `None` = AWS's endpoint for the region.
+    pub endpoint_url: Option<String>,
+    /// `None` = the region from the AWS environment/profile.
+    pub region: Option<String>,
+    pub force_path_style: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Alb,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionLogConfig {
+    pub destination: LogDestination,
+    pub format: LogFormat,
+}

@@ -1,0 +1,371 @@
+//! Validation of the `[[listener]]` sections: names and bind addresses (unique), the server
+//! certificate files, timeouts and limits, mutual authentication and header renames. A
+//! listener's routes are checked in `routes.rs`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http::HeaderName;
+
+use super::problems::{bounded, existing_file, secs, Problems};
+use super::routes::routes;
+use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
+use crate::config::model::{
+    HeaderNames, ListenerConfig, Mode, MutualAuth, RequestLimits, TargetGroupConfig, Timeouts,
+    TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
+};
+
+/// What listeners are checked against: the file's directory, the trust stores, and the target
+/// groups (which `backend = "URL"` listeners add to); and what earlier listeners took.
+pub(super) struct Context<'a> {
+    base: &'a Path,
+    trust_stores: &'a BTreeMap<String, TrustStoreConfig>,
+    target_groups: &'a mut BTreeMap<String, TargetGroupConfig>,
+    names: HashSet<String>,
+    binds: HashSet<SocketAddr>,
+}
+
+impl<'a> Context<'a> {
+    pub(super) fn new(
+        base: &'a Path,
+        trust_stores: &'a BTreeMap<String, TrustStoreConfig>,
+        target_groups: &'a mut BTreeMap<String, TargetGroupConfig>,
+    ) -> Self {
+        Context {
+            base,
+            trust_stores,
+            target_groups,
+            names: HashSet::new(),
+            binds: HashSet::new(),
+        }
+    }
+}
+
+/// The listeners that are complete enough to run; every problem of the others is reported.
+pub(super) fn listeners(
+    files: &[ListenerFile],
+    cx: &mut Context<'_>,
+    p: &mut Problems,
+) -> Vec<ListenerConfig> {
+    if files.is_empty() {
+        p.push("listener", "at least one [[listener]] is required");
+    }
+    files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| listener(i, l, cx, p))
+        .collect()
+}
+
+fn listener(
+    i: usize,
+    l: &ListenerFile,
+    cx: &mut Context<'_>,
+    p: &mut Problems,
+) -> Option<ListenerConfig> {
+    let name = l.name.clone().unwrap_or_default();
+    let key = if name.is_empty() {
+        format!("listener[{i}]")
+    } else {
+        format!("listener[{i}] ({name})")
+    };
+    unique_name(&key, &name, cx, p);
+    let bind = bind(&key, l.bind.as_deref(), cx, p);
+    let certificate_chain = required_file(
+        cx.base,
+        &key,
+        "certificate_chain",
+        l.certificate_chain.as_deref(),
+        p,
+    );
+    let private_key = required_file(cx.base, &key, "private_key", l.private_key.as_deref(), p);
+    let routes = routes(&key, &name, l, cx.target_groups, p);
+    let mutual_authentication =
+        mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
+    let headers = headers(&key, l.headers.as_ref(), p);
+    let timeouts = timeouts(&key, l, p);
+    let limits = request_limits(&key, l, p);
+    let max_connections = bounded(
+        &format!("{key}.max_connections"),
+        l.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        1..=1_000_000,
+        p,
+    );
+    Some(ListenerConfig {
+        name,
+        bind: bind?,
+        certificate_chain: certificate_chain?,
+        private_key: private_key?,
+        routes: routes?,
+        mutual_authentication,
+        headers,
+        timeouts,
+        limits,
+        max_connections,
+    })
+}
+
+fn unique_name(key: &str, name: &str, cx: &mut Context<'_>, p: &mut Problems) {
+    if name.is_empty() {
+        p.push(&format!("{key}.name"), "is required");
+    } else if !cx.names.insert(name.to_string()) {
+        p.push(
+            &format!("{key}.name"),
+            format!("{name:?} is used by another listener"),
+        );
+    }
+}
+
+/// An `IP:port`; port 0 (the system picks one) may be given by several listeners.
+fn bind(
+    key: &str,
+    value: Option<&str>,
+    cx: &mut Context<'_>,
+    p: &mut Problems,
+) -> Option<SocketAddr> {
+    let key = format!("{key}.bind");
+    let b = p.required(&key, value)?;
+    match b.parse::<SocketAddr>() {
+        Ok(a) => {
+            if a.port() != 0 && !cx.binds.insert(a) {
+                p.push(&key, format!("{a} is used by another listener"));
+            }
+            Some(a)
+        }
+        Err(_) => {
+            p.push(&key, format!("{b:?} is not an IP:port address"));
+            None
+        }
+    }
+}
+
+fn required_file(
+    base: &Path,
+    key: &str,
+    attr: &str,
+    value: Option<&str>,
+    p: &mut Problems,
+) -> Option<PathBuf> {
+    let key = format!("{key}.{attr}");
+    let value = p.required(&key, value)?;
+    Some(existing_file(base, &key, value, p))
+}
+
+fn timeouts(key: &str, l: &ListenerFile, p: &mut Problems) -> Timeouts {
+    let mut timeout = |attr: &str, v, default| secs(&format!("{key}.{attr}"), v, default, p);
+    Timeouts {
+        handshake: timeout(
+            "handshake_timeout_secs",
+            l.handshake_timeout_secs,
+            DEFAULT_HANDSHAKE_TIMEOUT,
+        ),
+        idle: timeout(
+            "idle_timeout_secs",
+            l.idle_timeout_secs,
+            DEFAULT_IDLE_TIMEOUT,
+        ),
+        backend_connect: timeout(
+            "backend_connect_timeout_secs",
+            l.backend_connect_timeout_secs,
+            DEFAULT_BACKEND_CONNECT_TIMEOUT,
+        ),
+        backend_response: timeout(
+            "backend_timeout_secs",
+            l.backend_timeout_secs,
+            DEFAULT_BACKEND_TIMEOUT,
+        ),
+    }
+}
+
+fn request_limits(key: &str, l: &ListenerFile, p: &mut Problems) -> RequestLimits {
+    RequestLimits {
+        max_header_field_bytes: bounded(
+            &format!("{key}.max_request_header_field_bytes"),
+            l.max_request_header_field_bytes,
+            DEFAULT_MAX_HEADER_FIELD_BYTES,
+            1024..=1 << 20,
+            p,
+        ),
+        max_header_bytes: bounded(
+            &format!("{key}.max_request_header_bytes"),
+            l.max_request_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+            4096..=4 << 20,
+            p,
+        ),
+    }
+}
+
+fn mutual_auth(
+    key: &str,
+    m: Option<&MutualAuthFile>,
+    stores: &BTreeMap<String, TrustStoreConfig>,
+    p: &mut Problems,
+) -> MutualAuth {
+    let default = MutualAuthFile::default();
+    let m = m.unwrap_or(&default);
+    let key = format!("{key}.mutual_authentication");
+    let mode = match m.mode.unwrap_or(ModeFile::Off) {
+        ModeFile::Off => Mode::Off,
+        ModeFile::Passthrough => Mode::Passthrough,
+        ModeFile::Verify => Mode::Verify,
+    };
+    let trust_store = trust_store(&key, mode, m.trust_store.as_ref(), stores, p);
+    if mode != Mode::Verify {
+        for (attr, given) in [
+            (
+                "ignore_client_certificate_expiry",
+                m.ignore_client_certificate_expiry.is_some(),
+            ),
+            (
+                "advertise_trust_store_ca_names",
+                m.advertise_trust_store_ca_names.is_some(),
+            ),
+        ] {
+            if given {
+                p.push(
+                    &format!("{key}.{attr}"),
+                    "only allowed when mode = \"verify\"",
+                );
+            }
+        }
+    }
+    MutualAuth {
+        mode,
+        trust_store,
+        ignore_client_certificate_expiry: m.ignore_client_certificate_expiry.unwrap_or(false),
+        advertise_trust_store_ca_names: m.advertise_trust_store_ca_names == Some(OnOff::On),
+    }
+}
+
+/// The trust store a verify listener names: required then, refused otherwise, and defined.
+fn trust_store(
+    key: &str,
+    mode: Mode,
+    named: Option<&String>,
+    stores: &BTreeMap<String, TrustStoreConfig>,
+    p: &mut Problems,
+) -> Option<String> {
+    let key = format!("{key}.trust_store");
+    match (mode, named) {
+        (Mode::Verify, None) => p.push(&key, "is required when mode = \"verify\""),
+        (Mode::Verify, Some(ts)) if stores.contains_key(ts) => return Some(ts.clone()),
+        (Mode::Verify, Some(ts)) => {
+            let known: Vec<&str> = stores.keys().map(String::as_str).collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            p.push(
+                &key,
+                format!("no [trust_store.{ts}] is defined (defined: {known})"),
+            );
+        }
+        (_, Some(_)) => p.push(
+            &key,
+            format!(
+                "only allowed when mode = \"verify\" (mode is {:?})",
+                mode.as_str()
+            ),
+        ),
+        (_, None) => {}
+    }
+    None
+}
+
+/// `[listener.headers]` keys (ALB's attribute names), in the order of `HeaderNames::all`.
+const ATTRIBUTES: [&str; 8] = [
+    "x_amzn_mtls_clientcert",
+    "x_amzn_mtls_clientcert_serial_number",
+    "x_amzn_mtls_clientcert_issuer",
+    "x_amzn_mtls_clientcert_subject",
+    "x_amzn_mtls_clientcert_validity",
+    "x_amzn_mtls_clientcert_leaf",
+    "x_amzn_tls_version",
+    "x_amzn_tls_cipher_suite",
+];
+
+/// Names the proxy sets or frames messages with; an mTLS header renamed to one would clash.
+const RESERVED: [&str; 7] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+];
+
+fn headers(key: &str, h: Option<&HeadersFile>, p: &mut Problems) -> HeaderNames {
+    let d = HeaderNames::alb_defaults();
+    let Some(h) = h else { return d };
+    let key = format!("{key}.headers");
+    let given = [
+        &h.x_amzn_mtls_clientcert,
+        &h.x_amzn_mtls_clientcert_serial_number,
+        &h.x_amzn_mtls_clientcert_issuer,
+        &h.x_amzn_mtls_clientcert_subject,
+        &h.x_amzn_mtls_clientcert_validity,
+        &h.x_amzn_mtls_clientcert_leaf,
+        &h.x_amzn_tls_version,
+        &h.x_amzn_tls_cipher_suite,
+    ];
+    let defaults = d.all();
+    let names: [HeaderName; 8] = std::array::from_fn(|i| {
+        header_name(
+            &format!("{key}.{}", ATTRIBUTES[i]),
+            given[i].as_ref(),
+            defaults[i],
+            p,
+        )
+    });
+    let mut seen = HashSet::new();
+    for (attr, n) in ATTRIBUTES.iter().zip(&names) {
+        let key = format!("{key}.{attr}");
+        if !seen.insert(n.clone()) {
+            p.push(
+                &key,
+                format!("header name {n:?} is used for two different headers"),
+            );
+        }
+        if RESERVED.contains(&n.as_str()) {
+            p.push(&key, format!("header name {n:?} is reserved"));
+        }
+    }
+    let [clientcert, serial_number, issuer, subject, validity, leaf, tls_version, tls_cipher_suite] =
+        names;
+    HeaderNames {
+        clientcert,
+        serial_number,
+        issuer,
+        subject,
+        validity,
+        leaf,
+        tls_version,
+        tls_cipher_suite,
+        send_tls_version_and_cipher_suite: h.tls_version_and_cipher_suite.unwrap_or(false),
+    }
+}
+
+fn header_name(
+    key: &str,
+    value: Option<&String>,
+    default: &HeaderName,
+    problems: &mut Problems,
+) -> HeaderName {
+    match value {
+        None => default.clone(),
+        Some(v) => match HeaderName::from_bytes(v.as_bytes()) {
+            Ok(h) => h,
+            Err(_) => {
+                problems.push(key, format!("{v:?} is not a valid HTTP header name"));
+                default.clone()
+            }
+        },
+    }
+}
