@@ -1,8 +1,8 @@
 //! certgate: an HTTPS reverse proxy that terminates mutual TLS the way an AWS Application Load
 //! Balancer listener does, forwarding ALB's client-certificate headers and connection logs.
 
+pub mod alb;
 pub mod balancer;
-pub mod certinfo;
 pub mod config;
 pub mod demo;
 pub mod listener;
@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod server;
 pub mod tls;
 pub mod truststore;
+pub mod x509;
 
 /// The one crypto provider certgate uses. Passing it explicitly (instead of relying on a
 /// process-wide default) keeps a second provider pulled in by some dependency from ever being

@@ -19,7 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::certinfo;
 use crate::config::Mode;
 use crate::logs::connection::ConnectionRecord;
 use crate::logs::LogSink;
@@ -28,6 +27,7 @@ use crate::proxy::{self, headers, ConnContext, ListenerShared};
 use crate::tls::hello_tap::HelloTap;
 use crate::tls::status::{self, Failure, HandshakeRecord, VerifyCode};
 use crate::tls::{self as tlsmod, ListenerTls};
+use crate::x509;
 
 /// A running listener: its fixed settings and its swappable TLS state.
 pub struct ListenerRuntime {
@@ -343,7 +343,7 @@ async fn connection(
     let leaf = out
         .leaf
         .clone()
-        .or_else(|| chain.first().and_then(|c| certinfo::leaf_facts(c).ok()));
+        .or_else(|| chain.first().and_then(|c| x509::leaf_facts(c).ok()));
     let conn_headers = headers::connection_headers(
         tls.mode,
         &shared.header_names,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::certinfo::LeafFacts;
+use crate::x509::LeafFacts;
 
 /// What is known about a connection when its handshake ends.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::certinfo::LeafFacts;
+use crate::x509::LeafFacts;
 
 /// The failure codes ALB writes after `Failed:` in its connection log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub fn from_handshake_error(err: &std::io::Error) -> Failure {
 }
 
 fn date(unix: u64) -> String {
-    crate::certinfo::utc_string(i64::try_from(unix).unwrap_or(i64::MAX))
+    crate::x509::utc_string(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 /// Maps a webpki path-building error to ALB's code and the alert rustls should send.

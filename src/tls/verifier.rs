@@ -14,10 +14,10 @@ use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
 use super::status::{from_webpki, Failure, HandshakeRecord, VerifyCode};
-use crate::certinfo;
 use crate::config::ChainLimits;
 use crate::truststore::revocation::Status;
 use crate::truststore::TrustStore;
+use crate::x509;
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
@@ -297,7 +297,7 @@ fn check_revocation(
                     return Err((
                         Failure::new(
                             VerifyCode::CrlHit,
-                            format!("{what} (serial {}) is revoked by a CRL of the trust store", certinfo::serial_hex(cert.serial())),
+                            format!("{what} (serial {}) is revoked by a CRL of the trust store", x509::serial_hex(cert.serial())),
                         ),
                         CertificateError::Revoked,
                     ))
@@ -368,7 +368,7 @@ impl ClientCertVerifier for ConnVerifier {
                 return Err(reject(&self.record, f, CertificateError::BadEncoding));
             }
         };
-        if let Err(e) = certinfo::check_names(&leaf) {
+        if let Err(e) = x509::check_names(&leaf) {
             self.record.set_leaf(None);
             let f = Failure::new(
                 VerifyCode::Invalid,
@@ -376,7 +376,7 @@ impl ClientCertVerifier for ConnVerifier {
             );
             return Err(reject(&self.record, f, CertificateError::BadEncoding));
         }
-        self.record.set_leaf(Some(certinfo::facts_of(&leaf)));
+        self.record.set_leaf(Some(x509::facts_of(&leaf)));
         let checked = check_chain(
             &self.policy,
             &self.algorithms,
