@@ -29,9 +29,10 @@ use rustls::pki_types::CertificateDer;
 use time::macros::datetime;
 use x509_parser::prelude::parse_x509_certificate;
 
-use certgate::certinfo::{self, LeafFacts};
+use certgate::alb;
 use certgate::config::{HeaderNames, Mode};
 use certgate::observe::connection::ConnectionRecord;
+use certgate::x509::{self, LeafFacts};
 
 #[allow(dead_code)] // each benchmark uses part of the shared PKI
 mod common;
@@ -103,22 +104,22 @@ fn bench_certinfo(c: &mut Criterion) {
     let (_, parsed) = parse_x509_certificate(leaf).expect("leaf parses");
     let subject = &parsed.tbs_certificate.subject;
     assert_eq!(
-        certinfo::rfc2253(subject),
+        x509::rfc2253(subject),
         "CN=device-0042.clients.example.com,OU=Fleet Devices,O=Example Corp,L=Seattle,ST=Washington,C=US"
     );
 
     let mut group = fast(c, "certinfo");
     group.bench_function("leaf_facts", |b| {
-        b.iter(|| certinfo::leaf_facts(black_box(leaf)).expect("leaf facts"))
+        b.iter(|| x509::leaf_facts(black_box(leaf)).expect("leaf facts"))
     });
     group.bench_function("rfc2253_subject", |b| {
-        b.iter(|| certinfo::rfc2253(black_box(subject)))
+        b.iter(|| x509::rfc2253(black_box(subject)))
     });
     group.bench_function("url_encoded_pem_leaf", |b| {
-        b.iter(|| certinfo::url_encoded_pem([black_box(leaf)]))
+        b.iter(|| alb::url_encoded_pem([black_box(leaf)]))
     });
     group.bench_function("url_encoded_pem_chain", |b| {
-        b.iter(|| certinfo::url_encoded_pem([black_box(leaf), black_box(intermediate)]))
+        b.iter(|| alb::url_encoded_pem([black_box(leaf), black_box(intermediate)]))
     });
     group.finish();
 }
@@ -164,7 +165,7 @@ fn request_headers() -> HeaderMap {
 fn bench_headers(c: &mut Criterion) {
     let pki = pki();
     let chain = [pki.leaf_der.clone(), pki.intermediate_der.clone()];
-    let facts = certinfo::leaf_facts(&pki.leaf_der).expect("leaf facts");
+    let facts = x509::leaf_facts(&pki.leaf_der).expect("leaf facts");
     let names = HeaderNames::alb_defaults();
     let (tls_version, tls_cipher) = ("TLSv1.3", "TLS_AES_128_GCM_SHA256");
 
@@ -265,7 +266,7 @@ fn success_record(facts: LeafFacts) -> ConnectionRecord {
 
 fn bench_logs(c: &mut Criterion) {
     let pki = pki();
-    let record = success_record(certinfo::leaf_facts(&pki.leaf_der).expect("leaf facts"));
+    let record = success_record(x509::leaf_facts(&pki.leaf_der).expect("leaf facts"));
 
     let mut group = fast(c, "logs");
     group.bench_function("conn_json", |b| b.iter(|| black_box(&record).to_json()));

@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use certgate::certinfo;
+use certgate::alb;
 use certgate::tls::hello_tap::{self, Parse};
 use certgate::truststore::{self, revocation, ParsedBundle};
+use certgate::x509;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::X509Name;
@@ -54,7 +55,7 @@ pub fn dn_format(data: &[u8]) {
     let Ok((_, name)) = X509Name::from_der(data) else {
         return;
     };
-    let dn = certinfo::rfc2253(&name);
+    let dn = x509::rfc2253(&name);
     assert!(
         is_printable_ascii(&dn),
         "rfc2253 output is not printable ASCII: {dn:?}"
@@ -63,7 +64,7 @@ pub fn dn_format(data: &[u8]) {
 
 /// Leaf facts of any bytes: when they parse, every header-bound field is a legal header value.
 pub fn leaf_facts(data: &[u8]) {
-    let Ok(facts) = certinfo::leaf_facts(data) else {
+    let Ok(facts) = x509::leaf_facts(data) else {
         return;
     };
     for (field, value) in [
@@ -88,7 +89,7 @@ pub fn leaf_facts(data: &[u8]) {
     );
     assert_eq!(
         facts.validity,
-        certinfo::validity_string(facts.not_before_unix, facts.not_after_unix)
+        x509::validity_string(facts.not_before_unix, facts.not_after_unix)
     );
     assert!(facts.version >= 1, "version {}", facts.version);
 }
@@ -103,7 +104,7 @@ pub fn url_pem(data: &[u8]) {
 }
 
 fn check_url_pem(ders: &[&[u8]]) {
-    let encoded = certinfo::url_encoded_pem(ders.iter().copied());
+    let encoded = alb::url_encoded_pem(ders.iter().copied());
     let bytes = encoded.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         let literal = b.is_ascii_alphanumeric() || b"-._~+=/%".contains(&b);

@@ -1,8 +1,8 @@
 //! certgate: an HTTPS reverse proxy that terminates mutual TLS the way an AWS Application Load
 //! Balancer listener does, forwarding ALB's client-certificate headers and connection logs.
 
+pub mod alb;
 pub mod app;
-pub mod certinfo;
 pub mod config;
 pub mod demo;
 pub mod http;
@@ -15,8 +15,8 @@ pub mod routing;
 pub mod tls;
 pub mod truststore;
 pub mod upstream;
-pub(crate) use certinfo as x509;
 pub mod wildcard;
+pub mod x509;
 
 pub use tls::crypto_provider;
 

@@ -965,7 +965,7 @@ fn validity_header_example_from_alb_docs() {
         not_after: datetime!(2024-09-20 01:50:17 UTC),
         ..LeafSpec::client("fixed")
     });
-    let facts = certgate::certinfo::leaf_facts(&leaf.der).unwrap();
+    let facts = certgate::x509::leaf_facts(&leaf.der).unwrap();
     assert_eq!(
         facts.validity,
         "NotBefore=2023-09-21T01:50:17Z;NotAfter=2024-09-20T01:50:17Z"

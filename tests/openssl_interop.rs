@@ -221,7 +221,7 @@ fn header_values_match_openssl_rfc2253_output() {
             serial,
             *multi,
         );
-        let facts = certgate::certinfo::leaf_facts(&der_of(&pem)).unwrap();
+        let facts = certgate::x509::leaf_facts(&der_of(&pem)).unwrap();
         let (subject, issuer, openssl_serial, validity) = ca.oracle(&pem);
         assert_eq!(facts.subject, subject, "{name}");
         assert_eq!(facts.issuer, issuer, "{name}");

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::CertificateDer;
 
+use crate::alb;
 use crate::config::{HeaderNames, Mode};
-use crate::x509::{self as certinfo, LeafFacts};
+use crate::x509::LeafFacts;
 
 /// The headers a connection adds to every request, built once after its handshake.
 pub type ConnHeaders = Vec<(HeaderName, HeaderValue)>;
@@ -15,7 +16,7 @@ fn value(s: String) -> Option<HeaderValue> {
     match HeaderValue::from_maybe_shared(Bytes::from(s)) {
         Ok(v) => Some(v),
         Err(_) => {
-            // certinfo escapes everything outside printable ASCII, so this is a bug if seen.
+            // x509 and alb escape everything outside printable ASCII, so this is a bug if seen.
             tracing::error!(
                 "a client-certificate header value is not a valid header value; header omitted"
             );
@@ -39,7 +40,7 @@ pub fn connection_headers(
         Mode::Off => {}
         Mode::Passthrough => {
             if !chain.is_empty() {
-                let pem = certinfo::url_encoded_pem(chain.iter().map(|c| c.as_ref()));
+                let pem = alb::url_encoded_pem(chain.iter().map(|c| c.as_ref()));
                 out.extend(value(pem).map(|v| (names.clientcert.clone(), v)));
             }
         }
@@ -50,7 +51,7 @@ pub fn connection_headers(
                     (&names.issuer, facts.issuer.clone()),
                     (&names.subject, facts.subject.clone()),
                     (&names.validity, facts.validity.clone()),
-                    (&names.leaf, certinfo::url_encoded_pem([leaf_der.as_ref()])),
+                    (&names.leaf, alb::url_encoded_pem([leaf_der.as_ref()])),
                 ];
                 for (name, v) in fields {
                     out.extend(value(v).map(|v| (name.clone(), v)));

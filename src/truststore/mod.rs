@@ -19,7 +19,7 @@ use x509_parser::prelude::*;
 use x509_parser::time::ASN1Time;
 
 use crate::config::ChainLimits;
-use crate::x509 as certinfo;
+use crate::x509;
 
 /// ALB's quota on one CRL file; larger files are refused before parsing.
 pub const MAX_CRL_FILE_SIZE: u64 = 50 * 1024 * 1024;
@@ -145,14 +145,14 @@ pub fn parse_bundle(
                 format!("certificate #{n} is not a valid X.509 certificate: {e}"),
             )
         })?;
-        certinfo::check_names(&cert).map_err(|e| {
+        x509::check_names(&cert).map_err(|e| {
             invalid(
                 store,
                 bundle_name,
                 format!("certificate #{n} is malformed: {e}"),
             )
         })?;
-        let subject = certinfo::rfc2253(cert.subject());
+        let subject = x509::rfc2253(cert.subject());
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
         if !is_ca {
             return Err(invalid(
@@ -234,12 +234,12 @@ pub fn parse_crls(
             .map(time)
             .transpose()
             .map_err(|e| not_crl(&format!("nextUpdate: {e}")))?;
-        if !certinfo::name_is_complete(&issuer_name) {
+        if !x509::name_is_complete(&issuer_name) {
             return Err(not_crl(
                 "its issuer name holds an item that is not a relative distinguished name",
             ));
         }
-        let issuer = certinfo::rfc2253(&issuer_name);
+        let issuer = x509::rfc2253(&issuer_name);
         let keys: Vec<&[u8]> = bundle
             .ca_keys
             .iter()
