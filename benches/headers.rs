@@ -172,7 +172,7 @@ fn bench_headers(c: &mut Criterion) {
     let mut group = fast(c, "headers");
     group.bench_function("per_connection_verify", |b| {
         b.iter(|| {
-            headers::connection_headers(
+            certgate::alb::connection_headers(
                 Mode::Verify,
                 &names,
                 black_box(&chain),
@@ -184,7 +184,7 @@ fn bench_headers(c: &mut Criterion) {
     });
     group.bench_function("per_connection_passthrough", |b| {
         b.iter(|| {
-            headers::connection_headers(
+            certgate::alb::connection_headers(
                 Mode::Passthrough,
                 &names,
                 black_box(&chain),
@@ -196,7 +196,7 @@ fn bench_headers(c: &mut Criterion) {
     });
 
     // Everything the proxy precomputes per listener / per connection.
-    let conn_headers = headers::connection_headers(
+    let conn_headers = certgate::alb::connection_headers(
         Mode::Verify,
         &names,
         &chain,

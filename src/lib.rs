@@ -4,6 +4,7 @@
 pub mod alb;
 pub mod app;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod http;
 pub mod listener;
@@ -18,7 +19,7 @@ pub mod upstream;
 pub mod wildcard;
 pub mod x509;
 
-pub use tls::crypto_provider;
+pub use crypto::crypto_provider;
 
 /// An error and its causes on one line, each cause once: `a: b: c`.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

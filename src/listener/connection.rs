@@ -139,7 +139,7 @@ async fn admitted(
     } else {
         (None, None)
     };
-    let headers = crate::proxy::headers::connection_headers(
+    let headers = crate::alb::connection_headers(
         tls.mode,
         &listener.config.headers,
         &est.chain,

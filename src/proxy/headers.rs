@@ -1,76 +1,7 @@
-//! Header operations on the way to the backend: ALB's client-certificate headers (computed once
-//! per connection), removal of client-sent copies and hop-by-hop headers, X-Forwarded-*.
+//! Header operations on the way to the target: removal of client-sent copies of owned headers
+//! and of hop-by-hop headers, HTTP/2 cookie joining, X-Forwarded-*.
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rustls::pki_types::CertificateDer;
-
-use crate::alb;
-use crate::config::{HeaderNames, Mode};
-use crate::x509::LeafFacts;
-
-/// The headers a connection adds to every request, built once after its handshake.
-pub type ConnHeaders = Vec<(HeaderName, HeaderValue)>;
-
-fn value(s: String) -> Option<HeaderValue> {
-    match HeaderValue::from_maybe_shared(Bytes::from(s)) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            // x509 and alb escape everything outside printable ASCII, so this is a bug if seen.
-            tracing::error!(
-                "a client-certificate header value is not a valid header value; header omitted"
-            );
-            None
-        }
-    }
-}
-
-/// ALB's headers for a connection: the presented chain in passthrough, the leaf's facts in
-/// verify, and TLS version/cipher when the listener asks for them.
-pub fn connection_headers(
-    mode: Mode,
-    names: &HeaderNames,
-    chain: &[CertificateDer<'_>],
-    leaf: Option<&LeafFacts>,
-    tls_version: &str,
-    tls_cipher: &str,
-) -> ConnHeaders {
-    let mut out = Vec::with_capacity(8);
-    match mode {
-        Mode::Off => {}
-        Mode::Passthrough => {
-            if !chain.is_empty() {
-                let pem = alb::url_encoded_pem(chain.iter().map(|c| c.as_ref()));
-                out.extend(value(pem).map(|v| (names.clientcert.clone(), v)));
-            }
-        }
-        Mode::Verify => {
-            if let (Some(leaf_der), Some(facts)) = (chain.first(), leaf) {
-                let fields = [
-                    (&names.serial_number, facts.serial_hex.clone()),
-                    (&names.issuer, facts.issuer.clone()),
-                    (&names.subject, facts.subject.clone()),
-                    (&names.validity, facts.validity.clone()),
-                    (&names.leaf, alb::url_encoded_pem([leaf_der.as_ref()])),
-                ];
-                for (name, v) in fields {
-                    out.extend(value(v).map(|v| (name.clone(), v)));
-                }
-            }
-        }
-    }
-    if names.send_tls_version_and_cipher_suite {
-        out.push((
-            names.tls_version.clone(),
-            HeaderValue::from_str(tls_version).unwrap_or(HeaderValue::from_static("unknown")),
-        ));
-        out.push((
-            names.tls_cipher_suite.clone(),
-            HeaderValue::from_str(tls_cipher).unwrap_or(HeaderValue::from_static("unknown")),
-        ));
-    }
-    out
-}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward, plus `proxy-connection`.
 /// `Trailer` is not hop-by-hop in RFC 9110, but it only announces trailer fields, which are

@@ -16,13 +16,13 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::alb::ConnHeaders;
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
 use crate::observe::LogSink;
 use crate::routing::{Route, RouteError, Router};
 use crate::upstream::TargetGroup;
 use exchange::Exchange;
-use headers::ConnHeaders;
 
 /// What every request handler of a listener shares. Built once at start.
 #[derive(Debug)]

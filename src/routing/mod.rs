@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Rule;
 use crate::config::Routes;
+use crate::config::Rule;
 use crate::upstream::client::{self, TargetClient, UpstreamError};
 use crate::upstream::TargetGroup;
 

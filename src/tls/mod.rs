@@ -2,9 +2,8 @@
 //! listener and reload for its mode (off, passthrough, verify).
 
 pub mod hello_tap;
-pub mod provider;
 
-pub use provider::{cipher_name, crypto_provider, group_name, protocol_name};
+pub use crate::crypto::{cipher_name, group_name, protocol_name};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,7 +101,7 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 impl ListenerTls {
     /// Loads the server certificate and key from disk and builds the listener's TLS state.
     pub fn build(l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
-        let provider = crate::crypto_provider();
+        let provider = crate::crypto::crypto_provider();
         let cert = load_certified_key(&l.name, &l.certificate_chain, &l.private_key, &provider)?;
         Self::build_with(l, stores, provider, cert)
     }

@@ -254,7 +254,7 @@ pub fn parse_crls(
                 "CRL issuer {issuer} is not a CA of the bundle; its signature is checked when a client chain through that CA is verified"
             );
         } else {
-            let algorithms = crate::crypto_provider()
+            let algorithms = crate::crypto::crypto_provider()
                 .signature_verification_algorithms
                 .all;
             let mut last = String::new();

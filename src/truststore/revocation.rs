@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn finds_revoked_serials_and_respects_issuer_name_and_key() {
-        let algs = crate::crypto_provider()
+        let algs = crate::crypto::crypto_provider()
             .signature_verification_algorithms
             .all;
         let (spki, issuer) = ca("index CA");
@@ -258,7 +258,7 @@ mod tests {
         let name = super::super::crl::issuer_of(&der).unwrap().to_vec();
         let empty = RevokedSerials::new(&der, Some(spki.clone())).unwrap();
         assert!(empty.is_empty());
-        let algs = crate::crypto_provider()
+        let algs = crate::crypto::crypto_provider()
             .signature_verification_algorithms
             .all;
         assert_eq!(empty.status(&name, &[0x01], &spki, algs), Status::Good);

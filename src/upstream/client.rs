@@ -89,7 +89,7 @@ fn config(
     identity: Option<&(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<rustls::ClientConfig, UpstreamError> {
     let err = |reason: String| error(group, reason);
-    let provider = crate::crypto_provider();
+    let provider = crate::crypto::crypto_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
