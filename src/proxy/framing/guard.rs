@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -73,16 +73,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         };
         loop {
             if scan.ready > 0 {
-                let n = scan.ready.min(out.remaining());
-                out.put_slice(&scan.buf[scan.start..scan.start + n]);
-                scan.start += n;
-                scan.ready -= n;
-                if scan.start == scan.buf.len() {
-                    // Held bytes are the exception (a head split over reads): give the memory
-                    // back rather than keep it for the life of an idle connection.
-                    scan.buf = Vec::new();
-                    scan.start = 0;
-                }
+                scan.give(out);
                 return Poll::Ready(Ok(()));
             }
             if scan.stopped {
@@ -102,56 +93,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 match scan.scanner.step(&scan.buf[scan.start..]) {
                     Step::Release(n) => scan.ready = n,
                     Step::Reject(rejection) => scan.reject(*rejection),
-                    Step::NeedMore => {
-                        if scan.start > 0 {
-                            scan.buf.drain(..scan.start);
-                            scan.start = 0;
-                        }
-                        let have = scan.buf.len();
-                        scan.buf.resize(have + 4096, 0);
-                        let mut rb = ReadBuf::new(&mut scan.buf[have..]);
-                        let r = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
-                        let got = rb.filled().len();
-                        scan.buf.truncate(have + got);
-                        match r {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                            Poll::Ready(Ok(())) if got == 0 => scan.eof = true,
-                            Poll::Ready(Ok(())) => {}
-                        }
-                    }
+                    Step::NeedMore => ready!(scan.read_more(&mut this.inner, cx))?,
                 }
                 continue;
             }
             // Nothing held: read straight into hyper's buffer and check the new bytes there.
             let before = out.filled().len();
-            match Pin::new(&mut this.inner).poll_read(cx, out) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            let got = out.filled().len() - before;
-            if got == 0 {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+            if out.filled().len() == before {
                 scan.eof = true;
                 return Poll::Ready(Ok(()));
             }
-            let fresh = &out.filled()[before..];
-            let mut clean = 0;
-            while clean < got {
-                match scan.scanner.step(&fresh[clean..]) {
-                    Step::Release(n) => clean += n,
-                    Step::NeedMore => {
-                        scan.buf.extend_from_slice(&fresh[clean..]);
-                        break;
-                    }
-                    Step::Reject(rejection) => {
-                        scan.reject(*rejection);
-                        break;
-                    }
-                }
-            }
-            out.set_filled(before + clean);
-            if clean > 0 {
+            if scan.check_fresh(out, before) {
                 return Poll::Ready(Ok(()));
             }
         }
@@ -159,6 +112,65 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
 }
 
 impl Scan {
+    /// Hands hyper held bytes that are checked.
+    fn give(&mut self, out: &mut ReadBuf<'_>) {
+        let n = self.ready.min(out.remaining());
+        out.put_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        self.ready -= n;
+        if self.start == self.buf.len() {
+            // Held bytes are the exception (a head split over reads): give the memory back
+            // rather than keep it for the life of an idle connection.
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more client bytes behind the held ones.
+    fn read_more<T: AsyncRead + Unpin>(
+        &mut self,
+        inner: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let have = self.buf.len();
+        self.buf.resize(have + 4096, 0);
+        let mut rb = ReadBuf::new(&mut self.buf[have..]);
+        let r = Pin::new(inner).poll_read(cx, &mut rb);
+        let got = rb.filled().len();
+        self.buf.truncate(have + got);
+        ready!(r)?;
+        self.eof = got == 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Checks the bytes just read into `out` after `before`: keeps in `out` the prefix that may
+    /// go to hyper and holds the rest (a partial head) or replaces it (a refused head). True
+    /// when `out` received bytes.
+    fn check_fresh(&mut self, out: &mut ReadBuf<'_>, before: usize) -> bool {
+        let fresh = &out.filled()[before..];
+        let got = fresh.len();
+        let mut clean = 0;
+        while clean < got {
+            match self.scanner.step(&fresh[clean..]) {
+                Step::Release(n) => clean += n,
+                Step::NeedMore => {
+                    self.buf.extend_from_slice(&fresh[clean..]);
+                    break;
+                }
+                Step::Reject(rejection) => {
+                    self.reject(*rejection);
+                    break;
+                }
+            }
+        }
+        out.set_filled(before + clean);
+        clean > 0
+    }
+
     /// Replaces everything from the refused head on with the stand-in, and stops.
     fn reject(&mut self, rejection: Rejection) {
         tracing::debug!(reason = %rejection.reason, "request head refused below hyper");
