@@ -1332,6 +1332,36 @@ async fn malformed_requests_get_their_documented_status_and_the_proxy_keeps_serv
             format!("GET /x HTTP/1.1\r\nHost: evil.example\r\n{end}"),
             421,
         ),
+        req(
+            "two Host lines naming different hosts",
+            format!("GET /x HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n{end}"),
+            400,
+        )
+        .says(&["2 Host header fields"]),
+        req(
+            "two identical Host lines",
+            format!("GET /x HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n{end}"),
+            400,
+        )
+        .says(&["2 Host header fields"]),
+        RequestCase {
+            request: b"GET /x HTTP/1.1\r\nHost: evil.example\xff\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            ..req("Host with a byte that is not text", String::new(), 400)
+                .says(&["evil.example\\xff", "not a valid host"])
+        },
+        req(
+            "Host with userinfo",
+            format!("GET /x HTTP/1.1\r\nHost: user@localhost\r\n{end}"),
+            400,
+        )
+        .says(&["not a valid host"]),
+        req(
+            "Host with a space",
+            format!("GET /x HTTP/1.1\r\nHost: local host\r\n{end}"),
+            400,
+        )
+        .says(&["not a valid host"]),
         RequestCase {
             body_says: &["backend saw /ten"],
             ..req(

@@ -627,6 +627,49 @@ async fn forged_headers_never_reach_the_backend_over_http2() {
     }
 }
 
+/// CGI-style backends read `X_Forwarded_For` as X-Forwarded-For: a client must not be able to
+/// set the client address, scheme or port that way, over either protocol.
+#[tokio::test(flavor = "multi_thread")]
+async fn underscore_spellings_of_x_forwarded_never_reach_the_backend() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, OFF, "").await;
+    let forged = [
+        ("X_Forwarded_For", "10.6.6.6"),
+        ("x-forwarded_for", "10.7.7.7"),
+        ("X_Forwarded_Proto", "http"),
+        ("X_FORWARDED_PORT", "1"),
+    ];
+    let extra: String = forged
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    let h1 = format!("GET /xff HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
+    let cfg = client_config(&pki, None, &[b"http/1.1"]);
+    let resp = raw_http1(proxy.addr, cfg, &h1).await.unwrap();
+    assert_eq!(status_of(&resp), Some(200), "{resp}");
+    let over_h1 = backend.last();
+    let lower: Vec<(String, &str)> = forged
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), *v))
+        .collect();
+    let lower: Vec<(&str, &str)> = lower.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let cfg = client_config(&pki, None, &[b"h2"]);
+    assert_eq!(get_h2(proxy.addr, cfg, "/xff", &lower).await.unwrap(), 200);
+    let over_h2 = backend.last();
+    let port = proxy.addr.port().to_string();
+    for seen in [over_h1, over_h2] {
+        assert!(
+            seen.headers.iter().all(|(n, _)| !n.contains('_')),
+            "{:?}",
+            seen.headers
+        );
+        assert_eq!(seen.one("x-forwarded-for"), "127.0.0.1");
+        assert_eq!(seen.one("x-forwarded-proto"), "https");
+        assert_eq!(seen.one("x-forwarded-port"), port);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn renamed_headers_and_tls_headers_are_sent_and_all_names_stripped() {
     let pki = Pki::new();

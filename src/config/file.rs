@@ -34,7 +34,8 @@ pub struct ListenerFile {
     pub headers: Option<HeadersFile>,
     /// Seconds a client has to complete the TLS handshake.
     pub handshake_timeout_secs: Option<u64>,
-    /// Seconds a client connection may stay silent (no bytes either way) before it is closed.
+    /// Seconds a client connection may stay unused before it is closed: HTTP/1.1, no bytes either
+    /// way; HTTP/2, no request open, started or ended.
     pub idle_timeout_secs: Option<u64>,
     /// Largest single request header field, name and value (ALB: 16 KB).
     pub max_request_header_field_bytes: Option<usize>,

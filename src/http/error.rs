@@ -39,6 +39,12 @@ pub enum ProxyError {
     },
     #[error("request headers are {bytes} bytes, more than the limit of {limit}")]
     HeadersTooLarge { bytes: usize, limit: usize },
+    /// RFC 9112 §3.2: a request names its host once.
+    #[error("request has {count} Host header fields; RFC 9112 §3.2 allows one")]
+    HostRepeated { count: usize },
+    /// The value (escaped, at most 64 bytes of it) is not `host[:port]` (RFC 9112 §3.2).
+    #[error("request Host header \"{value}\" is not a valid host[:port] (RFC 9112 §3.2)")]
+    HostInvalid { value: String },
     #[error("protocol upgrades (WebSocket, CONNECT) are not supported by certgate")]
     UpgradeUnsupported,
     /// A client certificate was checked for the name the client connected to; a request for
@@ -69,7 +75,9 @@ impl ProxyError {
             }
             E::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             E::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
-            E::ClientBodyAborted { .. } => StatusCode::BAD_REQUEST,
+            E::HostRepeated { .. } | E::HostInvalid { .. } | E::ClientBodyAborted { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             E::NoTargets { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::TargetAddress { .. } | E::TargetConnect { .. } | E::TargetFailed { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -84,6 +92,8 @@ impl ProxyError {
             E::Framing { .. }
             | E::HeaderFieldTooLarge { .. }
             | E::HeadersTooLarge { .. }
+            | E::HostRepeated { .. }
+            | E::HostInvalid { .. }
             | E::Misdirected { .. }
             | E::ClientBodyAborted { .. } => Side::Client,
             E::TargetConnect { .. } | E::TargetFailed { .. } | E::TargetTimeout { .. } => {
@@ -102,6 +112,8 @@ impl ProxyError {
             E::Framing { .. }
                 | E::HeaderFieldTooLarge { .. }
                 | E::HeadersTooLarge { .. }
+                | E::HostRepeated { .. }
+                | E::HostInvalid { .. }
                 | E::UpgradeUnsupported
                 | E::Misdirected { .. }
         )
@@ -128,6 +140,10 @@ mod tests {
     fn status_follows_the_side_that_failed() {
         let cases = [
             ProxyError::HeadersTooLarge { bytes: 9, limit: 1 },
+            ProxyError::HostRepeated { count: 2 },
+            ProxyError::HostInvalid {
+                value: "a b".into(),
+            },
             ProxyError::Misdirected {
                 host: "a".into(),
                 sni: "b".into(),

@@ -1,43 +1,24 @@
-//! I/O around a client connection: the activity clock behind the idle timeout, and the
+//! I/O around a client connection: the byte clock behind HTTP/1.1's idle timeout, and the
 //! gentle close that lets a refused client read its TLS alert.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// Tracks when a connection last moved bytes either way, for the idle timeout.
+use super::activity::Activity;
+
+/// Tracks when a connection last moved bytes either way, for the idle timeout of HTTP/1.1.
 pub struct IdleIo<T> {
     inner: T,
     activity: Arc<Activity>,
 }
 
-pub struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    pub fn quiet_for(&self) -> Duration {
-        let now = self.start.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
 impl<T> IdleIo<T> {
     pub fn new(inner: T) -> (Self, Arc<Activity>) {
-        let activity = Arc::new(Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        });
+        let activity = Activity::new();
         (
             IdleIo {
                 inner,

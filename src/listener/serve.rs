@@ -1,6 +1,7 @@
 //! Serving HTTP on an established connection: HTTP/1.1 (through the framing guard) or HTTP/2 as
 //! ALPN chose, until the client leaves, goes idle, is revoked, or the proxy drains.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
 
+use super::activity::Activity;
 use super::handshake::ClientStream;
-use super::io::{Activity, IdleIo};
+use super::io::IdleIo;
 use crate::config::{RequestLimits, Timeouts};
 use crate::proxy::framing::{FramingGuard, FramingVerdict};
 use crate::proxy::{self, ConnContext};
@@ -46,45 +48,103 @@ pub async fn serve(
     signals: Signals,
     context: impl FnOnce(Option<Arc<FramingVerdict>>) -> ConnContext,
 ) {
-    let (io, activity) = IdleIo::new(stream);
-    let (io, framing) = if h2 {
-        (FramingGuard::passthrough(io), None)
-    } else {
-        let (guard, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
-        (guard, Some(verdict))
-    };
-    let ctx = Arc::new(context(framing));
-    let trace_id = ctx.trace_id.clone();
-    let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
-    let io = TokioIo::new(io);
-    let drive = Drive {
-        listener: settings.listener,
-        trace_id: &trace_id,
-        idle: settings.timeouts.idle,
-        activity: &activity,
-        signals,
-    };
     // ALPN already decided the protocol; serving exactly that one means no waiting to sniff a
     // preface, so the idle clock covers a client that completes TLS and then says nothing. Each
     // protocol's connection lives in its own allocation, sized for that protocol only.
     if h2 {
-        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new()).max_header_list_size(
-            u32::try_from(settings.limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
-        );
-        drive.run(Box::pin(b.serve_connection(io, service))).await;
+        serve_h2(stream, settings, signals, context(None)).await;
     } else {
-        let mut b = hyper::server::conn::http1::Builder::new();
-        b.keep_alive(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.timeouts.idle)
-            .max_buf_size(max_head(&settings.limits));
-        drive.run(Box::pin(b.serve_connection(io, service))).await;
+        serve_h1(stream, settings, signals, context).await;
     }
 }
 
+/// HTTP/1.1 through the framing guard; idle means no bytes either way (and hyper's header read
+/// timeout bounds a request head).
+async fn serve_h1(
+    stream: ClientStream,
+    settings: ServeSettings<'_>,
+    signals: Signals,
+    context: impl FnOnce(Option<Arc<FramingVerdict>>) -> ConnContext,
+) {
+    let (io, activity) = IdleIo::new(stream);
+    let (io, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
+    let ctx = Arc::new(context(Some(verdict)));
+    let trace_id = ctx.trace_id.clone();
+    let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.timeouts.idle)
+        .max_buf_size(max_head(&settings.limits));
+    let conn = b.serve_connection(TokioIo::new(io), service);
+    let drive = Drive::new(&settings, &trace_id, &activity, signals);
+    drive.run(Box::pin(conn)).await;
+}
+
+/// HTTP/2; idle means no request open and none started or ended for the idle timeout. Frames
+/// that carry no request (PING, SETTINGS, WINDOW_UPDATE) do not count.
+async fn serve_h2(
+    stream: ClientStream,
+    settings: ServeSettings<'_>,
+    signals: Signals,
+    ctx: ConnContext,
+) {
+    let activity = Activity::new();
+    let ctx = Arc::new(ctx);
+    let trace_id = ctx.trace_id.clone();
+    let clock = activity.clone();
+    let service = service_fn(move |req| {
+        let open = clock.begin();
+        let response = proxy::handle(ctx.clone(), req);
+        async move { Ok::<_, Infallible>(response.await?.map(|body| open.track(body))) }
+    });
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2_limits(&mut b, &settings.limits);
+    let conn = b
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    let drive = Drive::new(&settings, &trace_id, &activity, signals);
+    drive.run(Box::pin(conn)).await;
+}
+
+/// Concurrent streams per connection: nginx's default (`http2_max_concurrent_streams`).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Streams a client resets before certgate has taken them up, the rapid-reset attack
+/// (CVE-2023-44487): past this many at once the connection gets GOAWAY (ENHANCE_YOUR_CALM).
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams certgate resets for a client's errors over a connection's life (MadeYouReset,
+/// CVE-2025-8671) before it sends GOAWAY.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
+/// A PING every 20 s, unanswered after 20 s closes the connection: a client that vanished with
+/// a request open (which stops the idle clock) is found.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// Every HTTP/2 limit set explicitly, so that a hyper or h2 upgrade cannot change them.
+fn h2_limits<E>(b: &mut hyper::server::conn::http2::Builder<E>, limits: &RequestLimits) {
+    b.max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE)
+        .max_header_list_size(h2_header_list_ceiling(limits));
+}
+
+/// The decoded header list size past which h2 refuses a stream itself
+/// (SETTINGS_MAX_HEADER_LIST_SIZE; past four times this it closes the connection). It stays
+/// far above the configured limits, so that certgate's own check answers first, with 431 and
+/// the reason: h2 refuses with a bare 431 and REFUSED_STREAM, which curl retries and then
+/// reports as "Connection died". h2 counts 32 bytes per field where certgate counts 4, hence
+/// the margin: four times `max_request_header_bytes`, at least 256 KiB, at most 16 MiB.
+fn h2_header_list_ceiling(limits: &RequestLimits) -> u32 {
+    let ceiling = limits
+        .max_header_bytes
+        .saturating_mul(4)
+        .clamp(256 * 1024, 16 * 1024 * 1024);
+    u32::try_from(ceiling).unwrap_or(u32::MAX)
+}
+
 /// Runs a served connection to its end: graceful close on SIGTERM, on a revoked client and
-/// after `idle` without traffic.
+/// after `idle` without use (as its `Activity` counts it).
 struct Drive<'a> {
     listener: &'a str,
     trace_id: &'a str,
@@ -93,7 +153,22 @@ struct Drive<'a> {
     signals: Signals,
 }
 
-impl Drive<'_> {
+impl<'a> Drive<'a> {
+    fn new(
+        settings: &ServeSettings<'a>,
+        trace_id: &'a str,
+        activity: &'a Activity,
+        signals: Signals,
+    ) -> Self {
+        Drive {
+            listener: settings.listener,
+            trace_id,
+            idle: settings.timeouts.idle,
+            activity,
+            signals,
+        }
+    }
+
     async fn run<C>(mut self, mut conn: Pin<Box<C>>)
     where
         C: GracefulConnection<Error = hyper::Error>,

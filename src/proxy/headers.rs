@@ -43,26 +43,37 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Headers certgate sets on every request besides the configured ones. Their `-` spellings are
+/// rewritten by [`set_forwarded`]; their `_` spellings are removed by [`strip_owned`].
+const SET_BY_CERTGATE: [HeaderName; 3] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_PORT];
+
 /// Removes every client-sent copy of a certgate-owned header. `HeaderMap` keys are lowercase
 /// and `remove` takes all values, so this covers any letter case and duplicates. Names that
-/// differ only by `_` for `-` go too: CGI-style backends (PHP, Rack, WSGI) map both to the same
-/// variable, so `X_Amzn_Mtls_Clientcert` would otherwise reach them as the certificate.
+/// differ only by `_` for `-` go too, for the owned names and for every header certgate sets
+/// (`X_Forwarded_For`): CGI-style backends (PHP, Rack, WSGI) map both to the same variable, so
+/// `X_Amzn_Mtls_Clientcert` would otherwise reach them as the certificate.
 pub fn strip_owned(headers: &mut HeaderMap, strip: &[HeaderName]) {
     let owned = |k: &HeaderName| {
-        strip.iter().any(|s| {
-            s == k
-                || (s.as_str().len() == k.as_str().len()
-                    && k.as_str().contains('_')
-                    && s.as_str()
-                        .bytes()
-                        .zip(k.as_str().bytes())
-                        .all(|(a, b)| a == b || (a == b'-' && b == b'_')))
-        })
+        strip.contains(k)
+            || (k.as_str().contains('_')
+                && strip
+                    .iter()
+                    .chain(&SET_BY_CERTGATE)
+                    .any(|s| underscore_spelling(s.as_str(), k.as_str())))
     };
     let doomed: Vec<HeaderName> = headers.keys().filter(|k| owned(k)).cloned().collect();
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// Whether `candidate` is `name` with some `-` written as `_` (both lowercase).
+fn underscore_spelling(name: &str, candidate: &str) -> bool {
+    name.len() == candidate.len()
+        && name
+            .bytes()
+            .zip(candidate.bytes())
+            .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
 }
 
 /// HTTP/2 lets clients split `Cookie` into several fields; an HTTP/1.1 backend must get one
@@ -137,6 +148,9 @@ mod tests {
             HeaderValue::from_static("forged"),
         );
         h.insert("x_other_header", HeaderValue::from_static("kept"));
+        h.insert("x_forwarded_for", HeaderValue::from_static("10.6.6.6"));
+        h.insert("x-forwarded_proto", HeaderValue::from_static("http"));
+        h.insert("x_forwarded_port", HeaderValue::from_static("1"));
         strip_owned(
             &mut h,
             &crate::config::HeaderNames::alb_defaults().strip_set(),

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with a generated PKI on disk, and rustls clients speaking HTTP/1.1 or HTTP/2.
 #![allow(dead_code)]
 
+pub mod h2wire;
 pub mod pki;
 pub mod process;
 
