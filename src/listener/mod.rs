@@ -3,7 +3,6 @@
 //! `handshake`, `serve`); open verify-mode connections are re-checked when trust stores change.
 
 mod accept;
-pub mod activity;
 mod connection;
 pub mod handshake;
 pub mod io;

@@ -11,9 +11,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
 
-use super::activity::Activity;
 use super::handshake::ClientStream;
-use super::io::IdleIo;
+use super::io::{Activity, IdleIo};
 use crate::config::{RequestLimits, Timeouts};
 use crate::proxy::framing::{FramingGuard, FramingVerdict};
 use crate::proxy::{self, ConnContext};
