@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::handshake::{handshake, Established, Handshake, Refused};
+use super::open_conns::Registration;
 use super::serve::{serve, ServeSettings, Signals};
 use super::{close_if_refused, Listener};
 use crate::config::Mode;
@@ -88,7 +89,6 @@ pub async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let tls = listener.tls.load_full();
-    let mut record = accepted(&listener, &tls, peer);
     let outcome = if *stop.borrow() {
         Handshake::Refused(Box::new(Refused::before_tls(Failure::new(
             VerifyCode::Unmapped,
@@ -97,48 +97,42 @@ pub async fn connection(
     } else {
         handshake(stream, &tls, listener.config.timeouts.handshake).await
     };
-    record_outcome(&mut record, &outcome);
-    log.write(&record);
+    let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log);
     match outcome {
         Handshake::Refused(refused) => refused.close().await,
         Handshake::Established(est) => {
-            admitted(*est, peer, &listener, &tls, record.conn_trace_id, stop).await;
+            admitted(est, peer, &listener, &tls, trace_id, stop).await;
         }
     }
     drop(watcher);
 }
 
+/// Writes the connection-log record of a handshake's outcome; returns its trace id. Not async:
+/// the record is not needed afterwards and must not widen the connection task.
+fn log_outcome(
+    listener: &Listener,
+    tls: &ListenerTls,
+    peer: SocketAddr,
+    outcome: &Handshake,
+    log: &ConnLog,
+) -> String {
+    let mut record = accepted(listener, tls, peer);
+    record_outcome(&mut record, outcome);
+    log.write(&record);
+    record.conn_trace_id
+}
+
 /// Serves an admitted client; in verify mode the connection stays registered for re-checks
 /// while it is open.
 async fn admitted(
-    est: Established,
+    est: Box<Established>,
     peer: SocketAddr,
     listener: &Arc<Listener>,
     tls: &Arc<ListenerTls>,
     trace_id: String,
     stop: watch::Receiver<bool>,
 ) {
-    let (registration, revoked) = if tls.mode == Mode::Verify {
-        let (reg, rx) = listener.open_conns.register(&trace_id, est.chain.clone());
-        // A reload that swapped the TLS state during this handshake re-checked the connections
-        // registered at the time, not this one: check it against the current state here.
-        let current = listener.tls.load_full();
-        if !Arc::ptr_eq(&current, tls) {
-            let open = &listener.open_conns;
-            close_if_refused(
-                listener.name(),
-                &current,
-                open,
-                UnixTime::now(),
-                reg.id,
-                &trace_id,
-                &est.chain,
-            );
-        }
-        (Some(reg), Some(rx))
-    } else {
-        (None, None)
-    };
+    let (registration, revoked) = register(&est, listener, tls, &trace_id);
     let headers = crate::alb::connection_headers(
         tls.mode,
         &listener.config.headers,
@@ -148,24 +142,51 @@ async fn admitted(
         est.negotiated.cipher.unwrap_or("unknown"),
     );
     let h2 = est.is_h2();
+    let Established {
+        stream, sni, leaf, ..
+    } = *est;
+    let leaf_subject = leaf.map(|l| l.subject);
     let settings = ServeSettings {
         listener: listener.name(),
         limits: listener.config.limits,
         timeouts: listener.config.timeouts,
     };
-    let leaf_subject = est.leaf.map(|l| l.subject);
     let context = |framing: Option<Arc<FramingVerdict>>| {
-        ConnContext::new(
-            listener.proxy.clone(),
-            trace_id.clone(),
-            peer,
-            headers,
-            leaf_subject,
-            est.sni,
-            framing,
-        )
+        let proxy = listener.proxy.clone();
+        ConnContext::new(proxy, trace_id, peer, headers, leaf_subject, sni, framing)
     };
     let signals = Signals { stop, revoked };
-    serve(est.stream, h2, settings, signals, context).await;
+    serve(stream, h2, settings, signals, context).await;
     drop(registration);
+}
+
+/// In verify mode, registers the connection for re-checks on reload; the receiver turns true
+/// when a reload revoked the client.
+fn register(
+    est: &Established,
+    listener: &Listener,
+    tls: &Arc<ListenerTls>,
+    trace_id: &str,
+) -> (Option<Registration>, Option<watch::Receiver<bool>>) {
+    if tls.mode != Mode::Verify {
+        return (None, None);
+    }
+    let (reg, rx) = listener.open_conns.register(trace_id, est.chain.clone());
+    // A reload that swapped the TLS state during this handshake re-checked the connections
+    // registered at the time, not this one: check it against the current state here.
+    let current = listener.tls.load_full();
+    if !Arc::ptr_eq(&current, tls) {
+        let now = UnixTime::now();
+        let open = &listener.open_conns;
+        close_if_refused(
+            listener.name(),
+            &current,
+            open,
+            now,
+            reg.id,
+            trace_id,
+            &est.chain,
+        );
+    }
+    (Some(reg), Some(rx))
 }

@@ -41,7 +41,10 @@ impl Negotiated {
 
 /// A connection whose handshake completed: the client is admitted.
 pub struct Established {
-    pub stream: ClientStream,
+    /// Boxed, and never moved again: a TLS connection's state is large, and every async
+    /// function that took it by value would carry it in its own future for the connection's
+    /// whole life (and copy it on every move).
+    pub stream: Box<ClientStream>,
     pub negotiated: Negotiated,
     pub sni: Option<String>,
     pub alpn: Option<String>,
@@ -164,6 +167,6 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
         chain,
         leaf,
         latency: started.elapsed(),
-        stream,
+        stream: Box::new(stream),
     }
 }

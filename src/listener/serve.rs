@@ -41,7 +41,7 @@ fn max_head(limits: &RequestLimits) -> usize {
 /// Serves `stream` until it ends. `context` receives the connection's framing verdict (HTTP/1.1
 /// only) and returns the per-connection state every request handler shares.
 pub async fn serve(
-    stream: ClientStream,
+    stream: Box<ClientStream>,
     h2: bool,
     settings: ServeSettings<'_>,
     signals: Signals,
@@ -60,7 +60,7 @@ pub async fn serve(
 /// HTTP/1.1 through the framing guard; idle means no bytes either way (and hyper's header read
 /// timeout bounds a request head).
 async fn serve_h1(
-    stream: ClientStream,
+    stream: Box<ClientStream>,
     settings: ServeSettings<'_>,
     signals: Signals,
     context: impl FnOnce(Option<Arc<FramingVerdict>>) -> ConnContext,
@@ -83,7 +83,7 @@ async fn serve_h1(
 /// HTTP/2; idle means no request open and none started or ended for the idle timeout. Frames
 /// that carry no request (PING, SETTINGS, WINDOW_UPDATE) do not count.
 async fn serve_h2(
-    stream: ClientStream,
+    stream: Box<ClientStream>,
     settings: ServeSettings<'_>,
     signals: Signals,
     ctx: ConnContext,
