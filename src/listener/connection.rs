@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper_util::server::graceful::Watcher;
-use rustls::pki_types::UnixTime;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::handshake::{handshake, Established, Handshake, Refused};
+use super::open_conns::Registration;
 use super::serve::{serve, ServeSettings, Signals};
 use super::{close_if_refused, Listener};
 use crate::config::Mode;
@@ -100,47 +101,65 @@ pub async fn connection(
     record_outcome(&mut record, &outcome);
     log.write(&record);
     match outcome {
-        Handshake::Refused(refused) => refused.close().await,
+        Handshake::Refused(refused) => {
+            drop(tls);
+            refused.close().await;
+        }
         Handshake::Established(est) => {
-            admitted(*est, peer, &listener, &tls, record.conn_trace_id, stop).await;
+            admitted(*est, peer, &listener, tls, record.conn_trace_id, stop).await;
         }
     }
     drop(watcher);
 }
 
+/// In verify mode, registers the connection for re-checks while it is open.
+fn register(
+    listener: &Arc<Listener>,
+    tls: &Arc<ListenerTls>,
+    trace_id: &str,
+    chain: &Arc<[CertificateDer<'static>]>,
+) -> (Option<Registration>, Option<watch::Receiver<bool>>) {
+    if tls.mode != Mode::Verify {
+        return (None, None);
+    }
+    let (reg, rx) = listener.open_conns.register(trace_id, chain.clone());
+    // A reload that swapped the TLS state during this handshake re-checked the connections
+    // registered at the time, not this one: check it against the current state here.
+    let current = listener.tls.load_full();
+    if !Arc::ptr_eq(&current, tls) {
+        let open = &listener.open_conns;
+        let now = UnixTime::now();
+        close_if_refused(
+            listener.name(),
+            &current,
+            open,
+            now,
+            reg.id,
+            trace_id,
+            chain,
+        );
+    }
+    (Some(reg), Some(rx))
+}
+
 /// Serves an admitted client; in verify mode the connection stays registered for re-checks
 /// while it is open.
+///
+/// `tls`, the generation the handshake ran with, is let go as soon as the client is admitted:
+/// an open connection must not keep the trust store of its day alive through later reloads.
 async fn admitted(
     est: Established,
     peer: SocketAddr,
     listener: &Arc<Listener>,
-    tls: &Arc<ListenerTls>,
+    tls: Arc<ListenerTls>,
     trace_id: String,
     stop: watch::Receiver<bool>,
 ) {
-    let (registration, revoked) = if tls.mode == Mode::Verify {
-        let (reg, rx) = listener.open_conns.register(&trace_id, est.chain.clone());
-        // A reload that swapped the TLS state during this handshake re-checked the connections
-        // registered at the time, not this one: check it against the current state here.
-        let current = listener.tls.load_full();
-        if !Arc::ptr_eq(&current, tls) {
-            let open = &listener.open_conns;
-            close_if_refused(
-                listener.name(),
-                &current,
-                open,
-                UnixTime::now(),
-                reg.id,
-                &trace_id,
-                &est.chain,
-            );
-        }
-        (Some(reg), Some(rx))
-    } else {
-        (None, None)
-    };
+    let mode = tls.mode;
+    let (registration, revoked) = register(listener, &tls, &trace_id, &est.chain);
+    drop(tls);
     let headers = crate::alb::connection_headers(
-        tls.mode,
+        mode,
         &listener.config.headers,
         &est.chain,
         est.leaf.as_ref(),

@@ -45,7 +45,8 @@ pub struct Established {
     pub negotiated: Negotiated,
     pub sni: Option<String>,
     pub alpn: Option<String>,
-    /// The chain the client presented, leaf first (empty in off mode).
+    /// The client's chain, leaf first (empty in off mode): as presented in passthrough, the
+    /// leaf and the intermediates of the verified path in verify mode (see `chain::kept_of`).
     pub chain: Arc<[CertificateDer<'static>]>,
     pub leaf: Option<LeafFacts>,
     pub latency: Duration,
@@ -137,7 +138,10 @@ fn timed_out(deadline: Duration) -> Failure {
 
 fn established(stream: ClientStream, report: VerifierReport, started: Instant) -> Established {
     let conn = stream.get_ref().1;
-    let chain: Arc<[CertificateDer<'static>]> = conn.peer_certificates().unwrap_or(&[]).into();
+    let chain = kept_chain(
+        conn.peer_certificates().unwrap_or(&[]),
+        report.kept.as_deref(),
+    );
     let negotiated = Negotiated {
         protocol: Some(
             conn.protocol_version()
@@ -166,4 +170,18 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
         latency: started.elapsed(),
         stream,
     }
+}
+
+/// The leaf and the intermediates at `kept` (indices after the leaf), or the whole chain.
+fn kept_chain(
+    presented: &[CertificateDer<'static>],
+    kept: Option<&[usize]>,
+) -> Arc<[CertificateDer<'static>]> {
+    let (Some(kept), Some((leaf, intermediates))) = (kept, presented.split_first()) else {
+        return presented.into();
+    };
+    std::iter::once(leaf)
+        .chain(kept.iter().filter_map(|&i| intermediates.get(i)))
+        .cloned()
+        .collect()
 }

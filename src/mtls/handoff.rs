@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::chain::Kept;
 use super::status::Failure;
 use crate::x509::LeafFacts;
 
@@ -29,6 +30,8 @@ pub struct VerifierReport {
     pub leaf: Option<LeafFacts>,
     /// Why verification failed, when it did.
     pub failure: Option<Failure>,
+    /// When it passed: which of the client's intermediates the connection keeps.
+    pub kept: Kept,
 }
 
 impl VerifierReport {
@@ -39,6 +42,9 @@ impl VerifierReport {
         }
         if later.failure.is_some() {
             self.failure = later.failure;
+        }
+        if later.kept.is_some() {
+            self.kept = later.kept;
         }
     }
 }
@@ -59,6 +65,11 @@ pub(crate) fn report_leaf(leaf: Option<LeafFacts>) {
 /// Called by the verifier: why it refused the client.
 pub(crate) fn report_failure(failure: Failure) {
     with_slot(|r| r.failure = Some(failure));
+}
+
+/// Called by the verifier when the chain passed: what of it the connection keeps.
+pub(crate) fn report_kept(kept: Kept) {
+    with_slot(|r| r.kept = kept);
 }
 
 fn take_slot() -> Option<VerifierReport> {
