@@ -160,3 +160,43 @@ async fn a_huge_request_path_is_truncated_in_the_access_log_and_says_so() {
         "the whole record stays small"
     );
 }
+
+/// Verifiers read the listener's current policy: a connection accepted before a reload and
+/// handshaken after it is judged by the new store, and its record names that store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_after_a_reload_is_judged_and_logged_by_the_new_store() {
+    let mut pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let v1 = proxy.server.trust_store_version("corp").unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // Accepted (and its record started) under v1 before the reload.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pki.inter_crl = pki.inter.crl(&[&pki.revoked.serial, &pki.good.serial]);
+    write_pem(proxy.dir.path(), "inter.crl.pem", &pki.inter_crl.pem);
+    assert!(proxy.server.reload().await.is_empty());
+    let v2 = proxy.server.trust_store_version("corp").unwrap();
+    assert_ne!(v1, v2);
+    let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let refused = match tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+    {
+        Err(_) => true,
+        Ok(mut tls) => {
+            let _ = tls
+                .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await;
+            let mut buf = [0u8; 64];
+            matches!(tls.read(&mut buf).await, Ok(0) | Err(_))
+        }
+    };
+    assert!(
+        refused,
+        "the good client is revoked in the store in service"
+    );
+    let records = proxy.conn_records(1);
+    assert_eq!(records[0]["tls_verify_status"], "Failed:ClientCertCrlHit");
+    assert_eq!(records[0]["trust_store_version"], v2.as_str());
+}

@@ -53,6 +53,13 @@ pub fn accepted(listener: &Listener, tls: &ListenerTls, peer: SocketAddr) -> Con
 /// Fills the record from how the handshake ended. The one place a record learns its outcome.
 pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
     record.timestamp = time::OffsetDateTime::now_utc();
+    let judged_by = match outcome {
+        Handshake::Established(e) => &e.trust_store_version,
+        Handshake::Refused(r) => &r.trust_store_version,
+    };
+    if judged_by.is_some() {
+        record.trust_store_version.clone_from(judged_by);
+    }
     match outcome {
         Handshake::Established(e) => {
             record.tls_protocol = e.negotiated.protocol;

@@ -49,6 +49,8 @@ pub struct Established {
     /// leaf and the intermediates of the verified path in verify mode (see `chain::kept_of`).
     pub chain: Arc<[CertificateDer<'static>]>,
     pub leaf: Option<LeafFacts>,
+    /// The trust store that judged the client, when one did (see `VerifierReport`).
+    pub trust_store_version: Option<String>,
     pub latency: Duration,
 }
 
@@ -65,6 +67,8 @@ pub struct Refused {
     pub negotiated: Negotiated,
     /// The leaf's facts when the client presented one that could be read.
     pub leaf: Option<LeafFacts>,
+    /// The trust store that judged the client, when one did.
+    pub trust_store_version: Option<String>,
     /// The socket, when the client is still there to read the alert.
     closing: Option<HelloTap<TcpStream>>,
 }
@@ -76,6 +80,7 @@ impl Refused {
             failure,
             negotiated: Negotiated::default(),
             leaf: None,
+            trust_store_version: None,
             closing: None,
         }
     }
@@ -108,6 +113,7 @@ pub async fn handshake(stream: TcpStream, tls: &ListenerTls, deadline: Duration)
         failure,
         negotiated: Negotiated::from_hello(hello.get()),
         leaf: report.leaf.clone(),
+        trust_store_version: report.trust_store_version.clone(),
         closing,
     };
     match result {
@@ -159,6 +165,7 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
     let leaf = report
         .leaf
         .or_else(|| chain.first().and_then(|c| x509::leaf_facts(c).ok()));
+    let trust_store_version = report.trust_store_version;
     Established {
         negotiated,
         sni: conn.server_name().map(str::to_string),
@@ -167,6 +174,7 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         chain,
         leaf,
+        trust_store_version,
         latency: started.elapsed(),
         stream,
     }

@@ -32,6 +32,10 @@ pub struct VerifierReport {
     pub failure: Option<Failure>,
     /// When it passed: which of the client's intermediates the connection keeps.
     pub kept: Kept,
+    /// The version of the trust store that judged the chain (the listener's current one at
+    /// that moment, which a reload during the handshake may have made newer than the one the
+    /// connection was accepted under).
+    pub trust_store_version: Option<String>,
 }
 
 impl VerifierReport {
@@ -45,6 +49,9 @@ impl VerifierReport {
         }
         if later.kept.is_some() {
             self.kept = later.kept;
+        }
+        if later.trust_store_version.is_some() {
+            self.trust_store_version = later.trust_store_version;
         }
     }
 }
@@ -65,6 +72,11 @@ pub(crate) fn report_leaf(leaf: Option<LeafFacts>) {
 /// Called by the verifier: why it refused the client.
 pub(crate) fn report_failure(failure: Failure) {
     with_slot(|r| r.failure = Some(failure));
+}
+
+/// Called by the verifier: the version of the trust store it judges the chain against.
+pub(crate) fn report_trust_store_version(version: &str) {
+    with_slot(|r| r.trust_store_version = Some(version.to_string()));
 }
 
 /// Called by the verifier when the chain passed: what of it the connection keeps.

@@ -113,6 +113,9 @@ impl ClientCertVerifier for ListenerVerifier {
         }
         handoff::report_leaf(Some(x509::facts_of(&leaf)));
         let policy = self.current.load();
+        if let Policy::Verify { store, .. } = &**policy {
+            handoff::report_trust_store_version(&store.version);
+        }
         match check_chain(
             &policy,
             &self.algorithms,
