@@ -17,30 +17,7 @@ async fn keep_alive_get(tls: &mut Tls, path: &str) -> u16 {
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     tls.write_all(req.as_bytes()).await.unwrap();
     tls.flush().await.unwrap();
-    let read = async {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len = text[..end]
-                    .to_ascii_lowercase()
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    return status_of(&text).unwrap();
-                }
-            }
-            let n = tls.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed after {text:?}");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("response timeout")
+    h1_read(tls).await.unwrap().0
 }
 
 async fn open(addr: SocketAddr, pki: &Pki, cas: &[&Ca]) -> Tls {
