@@ -70,19 +70,44 @@ pub const EMBEDDED: [(&str, &str); 14] = [
     ),
 ];
 
-/// Where the demo PKI is read from: `truststores/demo` when run from a checkout (so the printed
-/// commands use short paths), otherwise the embedded copy written to a temporary directory.
-pub fn pki_dir() -> std::io::Result<PathBuf> {
+/// The files of one `certgate demo` run.
+pub struct DemoFiles {
+    /// Where the demo PKI is read from.
+    pub pki: PathBuf,
+    pub access_log: PathBuf,
+    /// This run's own directory, removed when the demo ends.
+    _private: tempfile::TempDir,
+}
+
+/// Prepares a demo run: a new private directory (mode 0700, random name, under the temp dir)
+/// for the access log and, unless run from a checkout with `truststores/demo` (so the printed
+/// commands use short paths), the embedded PKI, its keys 0600. A path someone else planted in
+/// the shared temp dir (a directory, a symlink) is never used, so nothing is written elsewhere.
+pub fn prepare() -> Result<DemoFiles, crate::pki::PkiError> {
+    let temp = std::env::temp_dir();
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("certgate-demo-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let private = builder
+        .tempdir_in(&temp)
+        .map_err(|error| crate::pki::PkiError::Write { path: temp, error })?;
+    let dir = private.path().to_path_buf();
     let local = Path::new("truststores/demo");
-    if EMBEDDED.iter().all(|(f, _)| local.join(f).is_file()) {
-        return Ok(local.to_path_buf());
-    }
-    let dir = std::env::temp_dir().join("certgate-demo");
-    std::fs::create_dir_all(&dir)?;
-    for (file, contents) in EMBEDDED {
-        std::fs::write(dir.join(file), contents)?;
-    }
-    Ok(dir)
+    let pki = if EMBEDDED.iter().all(|(f, _)| local.join(f).is_file()) {
+        local.to_path_buf()
+    } else {
+        for (file, contents) in EMBEDDED {
+            let private_key = crate::pki::is_private_key(file);
+            crate::pki::write_file(&dir.join(file), contents.as_bytes(), private_key)?;
+        }
+        dir.clone()
+    };
+    Ok(DemoFiles {
+        pki,
+        access_log: dir.join("access.log"),
+        _private: private,
+    })
 }
 
 /// An HTTP backend that answers every request with a JSON echo of what it received, so the

@@ -269,12 +269,12 @@ fn describe(
 }
 
 async fn run_demo(bind: SocketAddr) -> Result<()> {
-    let dir = demo::pki_dir().context("cannot prepare the demo PKI")?;
+    let files = demo::prepare().context("cannot prepare the demo's files")?;
+    let (dir, access_log) = (&files.pki, &files.access_log);
     let backend = demo::echo_backend(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .context("cannot start the echo backend")?;
-    let access_log = std::env::temp_dir().join("certgate-demo-access.log");
-    let cfg = demo::config(&dir, bind, backend, &access_log)?;
+    let cfg = demo::config(dir, bind, backend, access_log)?;
     let server = match app::Server::start(cfg).await {
         Ok(s) => s,
         Err(e @ app::StartError::Bind { .. }) => {
@@ -283,7 +283,8 @@ async fn run_demo(bind: SocketAddr) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     let addr = server.local_addr("demo").unwrap_or(bind);
-    eprintln!("{}", demo::instructions(&dir, addr, backend, &access_log));
+    eprintln!("{}", demo::instructions(dir, addr, backend, access_log));
     app::serve_until_signal(server, std::time::Duration::from_secs(5)).await?;
+    drop(files);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `certgate pki demo`: a small PKI for trying every case by hand — a root and an intermediate,
 //! a server certificate for localhost, good, revoked and expired clients, and the CRLs.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -176,7 +177,8 @@ pub fn generate() -> Result<Vec<(&'static str, String)>, PkiError> {
     ])
 }
 
-/// Writes the demo PKI into `dir`, creating it.
+/// Writes the demo PKI into `dir`, creating it. A second run onto the same directory replaces
+/// the files it wrote before.
 pub fn write_demo(dir: &Path) -> Result<Vec<PathBuf>, PkiError> {
     std::fs::create_dir_all(dir).map_err(|error| PkiError::Write {
         path: dir.to_path_buf(),
@@ -185,11 +187,52 @@ pub fn write_demo(dir: &Path) -> Result<Vec<PathBuf>, PkiError> {
     let mut out = Vec::new();
     for (file, contents) in generate()? {
         let path = dir.join(file);
-        std::fs::write(&path, contents).map_err(|error| PkiError::Write {
-            path: path.clone(),
-            error,
-        })?;
+        write_file(&path, contents.as_bytes(), is_private_key(file))?;
         out.push(path);
     }
     Ok(out)
+}
+
+/// Private keys are the demo files named `*.key`.
+pub fn is_private_key(file: &str) -> bool {
+    file.ends_with(".key")
+}
+
+/// Writes `contents` to `path` through a new file in the same directory, renamed over `path`.
+///
+/// The new file is created exclusively (`O_CREAT|O_EXCL`, which never follows a symlink) with
+/// mode 0600 for a private key and 0644 otherwise (less the umask), so a key is never readable
+/// by others, not even for a moment. The rename replaces whatever is at `path` (an earlier
+/// demo's file, or a symlink planted there) without following it, so no other file is written.
+pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), PkiError> {
+    let failed = |error| PkiError::Write {
+        path: path.to_path_buf(),
+        error,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ))
+    })?;
+    let suffix: u64 = rand::random();
+    let temp = dir.join(format!(".{}.{suffix:016x}.tmp", name.to_string_lossy()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
+    #[cfg(not(unix))]
+    let _ = private;
+    let written = options
+        .open(&temp)
+        .and_then(|mut f| {
+            f.write_all(contents)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(failed)
 }

@@ -487,6 +487,55 @@ fn pki_demo_writes_a_pki_that_describe_reads() {
     );
 }
 
+/// The mode bits of a file itself (a symlink is not followed), or None for a symlink.
+#[cfg(unix)]
+fn file_mode(p: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    m.file_type()
+        .is_file()
+        .then(|| m.permissions().mode() & 0o777)
+}
+
+#[cfg(unix)]
+#[test]
+fn pki_demo_keeps_keys_private_and_never_writes_through_a_planted_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    std::fs::create_dir(&out_dir).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, out_dir.join("root-ca.key")).unwrap();
+    let run = || ChildGuard::run(&["pki", "demo", "--out", path_str(&out_dir)], dir.path());
+    let (status, _, err) = run();
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let check_files = || {
+        let names: Vec<String> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 14, "no temporary file left behind: {names:?}");
+        for name in names {
+            let mode = file_mode(&out_dir.join(&name));
+            let mode = mode.unwrap_or_else(|| panic!("{name} is not a regular file"));
+            if name.ends_with(".key") {
+                assert_eq!(mode & 0o077, 0, "{name} has mode {mode:o}");
+            } else {
+                assert_eq!(mode & 0o022, 0, "{name} has mode {mode:o}");
+            }
+        }
+    };
+    check_files();
+    // A second run onto the same directory replaces the demo PKI.
+    let before = std::fs::read(out_dir.join("root-ca.key")).unwrap();
+    let (status, _, err) = run();
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_ne!(std::fs::read(out_dir.join("root-ca.key")).unwrap(), before);
+    check_files();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
 // ---------------------------------------------------------------------------------------------
 // certgate run
 // ---------------------------------------------------------------------------------------------
@@ -901,6 +950,72 @@ fn demo_prints_working_curl_commands() {
     demo.signal("INT");
     let exit = demo.wait_exit(SHORT);
     assert_eq!(exit.code(), Some(0), "stderr:\n{}", demo.stderr());
+}
+
+/// Someone else planted what an earlier certgate used in the shared temp dir: the demo must
+/// make a private directory of its own and write nothing through those paths.
+#[cfg(unix)]
+#[test]
+fn demo_keeps_its_files_in_a_private_directory_of_its_own() {
+    let cwd = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, tmp.path().join("certgate-demo")).unwrap();
+    let access = tmp.path().join("certgate-demo-access.log");
+    std::os::unix::fs::symlink(&victim, &access).unwrap();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut demo = ChildGuard::spawn(
+        &["demo", "--bind", &bind],
+        cwd.path(),
+        &[("TMPDIR", tmp.path())],
+    );
+    let err = demo.wait_for_stderr("Stop with Ctrl-C", SHORT);
+    let good: Vec<&str> = err
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("curl ") && l.contains("good-client"))
+        .unwrap_or_else(|| panic!("no curl command for the good client:\n{err}"))
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let cert = good
+        .iter()
+        .find(|a| a.ends_with("good-client.pem"))
+        .unwrap();
+    let private = Path::new(cert).parent().unwrap().to_path_buf();
+    assert_eq!(private.parent(), Some(tmp.path()), "{}", private.display());
+    assert!(!private.ends_with("certgate-demo"), "{}", private.display());
+    assert_eq!(file_mode(&private.join("good-client.key")), Some(0o600));
+    use std::os::unix::fs::PermissionsExt;
+    let dir_mode = std::fs::symlink_metadata(&private)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "{}", private.display());
+    assert!(
+        err.contains(&format!(
+            "Access log: {}",
+            private.join("access.log").display()
+        )),
+        "{err}"
+    );
+    let out = curl(cwd.path(), &good);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    poll(SHORT, "the demo's access log", || {
+        let text = std::fs::read_to_string(private.join("access.log")).unwrap_or_default();
+        (!text.is_empty()).then_some(())
+    });
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    demo.signal("INT");
+    assert_eq!(demo.wait_exit(SHORT).code(), Some(0), "{}", demo.stderr());
+    assert!(
+        !private.exists(),
+        "the demo's directory is removed when it ends"
+    );
 }
 
 #[test]

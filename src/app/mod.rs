@@ -23,7 +23,7 @@ use crate::routing::RouteError;
 use crate::tls::{ListenerTls, TlsError};
 use crate::truststore::reload::Reloader;
 use crate::truststore::source::Sources;
-use crate::truststore::{loader, Stores, TrustStoreError};
+use crate::truststore::{loader, Stores, TrustStore, TrustStoreError};
 use crate::upstream::client::UpstreamError;
 use crate::upstream::TargetGroup;
 
@@ -137,10 +137,7 @@ impl Server {
     }
 
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
-            .find(|l| l.name() == name)
-            .map(|l| l.local)
+        self.listener(name).map(|l| l.local)
     }
 
     /// Re-reads every trust store and server certificate and swaps in what loads; whatever
@@ -151,6 +148,16 @@ impl Server {
         // Reads the (small) certificate and key files of every listener.
         problems.extend(rebuild_all(&self.listeners, &stores));
         problems
+    }
+
+    /// A running listener, by name.
+    pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
+        self.listeners.iter().find(|l| l.name() == name)
+    }
+
+    /// A trust store as currently served.
+    pub fn trust_store(&self, name: &str) -> Option<Arc<TrustStore>> {
+        self.reloader.stores().get(name).cloned()
     }
 
     /// Version of a trust store as currently served.

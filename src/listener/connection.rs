@@ -53,6 +53,13 @@ pub fn accepted(listener: &Listener, tls: &ListenerTls, peer: SocketAddr) -> Con
 /// Fills the record from how the handshake ended. The one place a record learns its outcome.
 pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
     record.timestamp = time::OffsetDateTime::now_utc();
+    let judged_by = match outcome {
+        Handshake::Established(e) => &e.trust_store_version,
+        Handshake::Refused(r) => &r.trust_store_version,
+    };
+    if judged_by.is_some() {
+        record.trust_store_version.clone_from(judged_by);
+    }
     match outcome {
         Handshake::Established(e) => {
             record.tls_protocol = e.negotiated.protocol;
@@ -99,9 +106,12 @@ pub async fn connection(
     };
     let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log);
     match outcome {
-        Handshake::Refused(refused) => refused.close().await,
+        Handshake::Refused(refused) => {
+            drop(tls);
+            refused.close().await;
+        }
         Handshake::Established(est) => {
-            admitted(est, peer, &listener, &tls, trace_id, stop).await;
+            admitted(est, peer, &listener, tls, trace_id, stop).await;
         }
     }
     drop(watcher);
@@ -124,17 +134,22 @@ fn log_outcome(
 
 /// Serves an admitted client; in verify mode the connection stays registered for re-checks
 /// while it is open.
+///
+/// `tls`, the generation the handshake ran with, is let go as soon as the client is admitted:
+/// an open connection must not keep the trust store of its day alive through later reloads.
 async fn admitted(
     est: Box<Established>,
     peer: SocketAddr,
     listener: &Arc<Listener>,
-    tls: &Arc<ListenerTls>,
+    tls: Arc<ListenerTls>,
     trace_id: String,
     stop: watch::Receiver<bool>,
 ) {
-    let (registration, revoked) = register(&est, listener, tls, &trace_id);
+    let mode = tls.mode;
+    let (registration, revoked) = register(&est, listener, &tls, &trace_id);
+    drop(tls);
     let headers = crate::alb::connection_headers(
-        tls.mode,
+        mode,
         &listener.config.headers,
         &est.chain,
         est.leaf.as_ref(),

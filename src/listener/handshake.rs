@@ -48,9 +48,12 @@ pub struct Established {
     pub negotiated: Negotiated,
     pub sni: Option<String>,
     pub alpn: Option<String>,
-    /// The chain the client presented, leaf first (empty in off mode).
+    /// The client's chain, leaf first (empty in off mode): as presented in passthrough, the
+    /// leaf and the intermediates of the verified path in verify mode (see `chain::kept_of`).
     pub chain: Arc<[CertificateDer<'static>]>,
     pub leaf: Option<LeafFacts>,
+    /// The trust store that judged the client, when one did (see `VerifierReport`).
+    pub trust_store_version: Option<String>,
     pub latency: Duration,
 }
 
@@ -67,6 +70,8 @@ pub struct Refused {
     pub negotiated: Negotiated,
     /// The leaf's facts when the client presented one that could be read.
     pub leaf: Option<LeafFacts>,
+    /// The trust store that judged the client, when one did.
+    pub trust_store_version: Option<String>,
     /// The socket, when the client is still there to read the alert.
     closing: Option<HelloTap<TcpStream>>,
 }
@@ -78,6 +83,7 @@ impl Refused {
             failure,
             negotiated: Negotiated::default(),
             leaf: None,
+            trust_store_version: None,
             closing: None,
         }
     }
@@ -110,6 +116,7 @@ pub async fn handshake(stream: TcpStream, tls: &ListenerTls, deadline: Duration)
         failure,
         negotiated: Negotiated::from_hello(hello.get()),
         leaf: report.leaf.clone(),
+        trust_store_version: report.trust_store_version.clone(),
         closing,
     };
     match result {
@@ -140,7 +147,10 @@ fn timed_out(deadline: Duration) -> Failure {
 
 fn established(stream: ClientStream, report: VerifierReport, started: Instant) -> Established {
     let conn = stream.get_ref().1;
-    let chain: Arc<[CertificateDer<'static>]> = conn.peer_certificates().unwrap_or(&[]).into();
+    let chain = kept_chain(
+        conn.peer_certificates().unwrap_or(&[]),
+        report.kept.as_deref(),
+    );
     let negotiated = Negotiated {
         protocol: Some(
             conn.protocol_version()
@@ -158,6 +168,7 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
     let leaf = report
         .leaf
         .or_else(|| chain.first().and_then(|c| x509::leaf_facts(c).ok()));
+    let trust_store_version = report.trust_store_version;
     Established {
         negotiated,
         sni: conn.server_name().map(str::to_string),
@@ -166,7 +177,22 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         chain,
         leaf,
+        trust_store_version,
         latency: started.elapsed(),
         stream: Box::new(stream),
     }
+}
+
+/// The leaf and the intermediates at `kept` (indices after the leaf), or the whole chain.
+fn kept_chain(
+    presented: &[CertificateDer<'static>],
+    kept: Option<&[usize]>,
+) -> Arc<[CertificateDer<'static>]> {
+    let (Some(kept), Some((leaf, intermediates))) = (kept, presented.split_first()) else {
+        return presented.into();
+    };
+    std::iter::once(leaf)
+        .chain(kept.iter().filter_map(|&i| intermediates.get(i)))
+        .cloned()
+        .collect()
 }

@@ -84,7 +84,7 @@ impl Listener {
 
     fn rebuild_locked(&self, stores: &Stores, reread_certificate: bool) -> Result<(), TlsError> {
         let built = if reread_certificate {
-            ListenerTls::build(&self.config, stores)?
+            self.tls.load().reread(&self.config, stores)?
         } else {
             self.tls.load().with_stores(&self.config, stores)?
         };

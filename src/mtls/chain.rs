@@ -160,10 +160,17 @@ pub fn verify_chain(
     now: UnixTime,
 ) -> Result<(), Failure> {
     let leaf = parse_leaf(end_entity)?;
-    check_chain(policy, algorithms, &leaf, end_entity, intermediates, now).map_err(|(f, _)| f)
+    check_chain(policy, algorithms, &leaf, end_entity, intermediates, now)
+        .map(drop)
+        .map_err(|(f, _)| f)
 }
 
-/// The chain checks of both the handshake and `verify_chain`.
+/// Which of the client's intermediates its connection keeps for later re-checks, by index:
+/// `None` keeps them all (passthrough: the backend gets the chain as presented).
+pub type Kept = Option<Vec<usize>>;
+
+/// The chain checks of both the handshake and `verify_chain`; on success, what of the chain
+/// the connection keeps.
 pub(super) fn check_chain(
     policy: &Policy,
     algorithms: &WebPkiSupportedAlgorithms,
@@ -171,10 +178,12 @@ pub(super) fn check_chain(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
-) -> Result<(), Refusal> {
+) -> Result<Kept, Refusal> {
     let (store, ignore_expiry) = match policy {
         Policy::Passthrough { limits } => {
-            return check_sizes(end_entity, intermediates, *limits).map_err(encoding);
+            return check_sizes(end_entity, intermediates, *limits)
+                .map(|()| None)
+                .map_err(encoding);
         }
         Policy::Verify {
             store,
@@ -189,7 +198,9 @@ pub(super) fn check_chain(
     let checker = PathChecker {
         store,
         algorithms,
+        presented: intermediates,
         refused: RefCell::new(None),
+        kept: RefCell::new(Vec::new()),
     };
     let result = ee.verify_for_usage(
         algorithms.all,
@@ -201,7 +212,7 @@ pub(super) fn check_chain(
         Some(&|path: &webpki::VerifiedPath<'_>| checker.check(path)),
     );
     match (result, checker.refused.into_inner()) {
-        (Ok(_), _) => Ok(()),
+        (Ok(_), _) => Ok(Some(checker.kept.into_inner())),
         (Err(_), Some(refusal)) => Err(refusal),
         (Err(e), None) => Err(from_webpki(&e)),
     }
@@ -226,7 +237,11 @@ fn judged_at(leaf: &X509Certificate<'_>, now: UnixTime, ignore_expiry: bool) -> 
 struct PathChecker<'a> {
     store: &'a TrustStore,
     algorithms: &'a WebPkiSupportedAlgorithms,
+    /// The intermediates the client sent, in its order.
+    presented: &'a [CertificateDer<'a>],
     refused: RefCell<Option<Refusal>>,
+    /// Of `presented`, those of the path that passed (see [`kept_of`]).
+    kept: RefCell<Vec<usize>>,
 }
 
 impl PathChecker<'_> {
@@ -239,11 +254,38 @@ impl PathChecker<'_> {
         let checked = check_path_cas(path)
             .map_err(encoding)
             .and_then(|()| check_revocation(self.store, path, self.algorithms));
+        if checked.is_ok() {
+            *self.kept.borrow_mut() = kept_of(path, self.presented);
+        }
         checked.map_err(|refusal| {
             *self.refused.borrow_mut() = Some(refusal);
             webpki::Error::UnsupportedCertVersion
         })
     }
+}
+
+/// The client's intermediates worth keeping for re-checks: those on the verified path, and the
+/// client's own copy of the CA the path ends at (so that the connection still verifies if a
+/// reload drops that CA from the bundle but keeps its issuer, as a new handshake would). Extra
+/// certificates a client attaches (up to 3 of 16 KiB) are not kept; neither are repeats.
+fn kept_of(path: &webpki::VerifiedPath<'_>, presented: &[CertificateDer<'_>]) -> Vec<usize> {
+    let on_path: Vec<CertificateDer<'_>> =
+        path.intermediate_certificates().map(|c| c.der()).collect();
+    let anchor = path.anchor();
+    let is_anchor_copy = |c: &CertificateDer<'_>| {
+        webpki::anchor_from_trusted_cert(c).is_ok_and(|a| {
+            a.subject == anchor.subject
+                && a.subject_public_key_info == anchor.subject_public_key_info
+        })
+    };
+    let mut kept: Vec<usize> = Vec::new();
+    for (i, c) in presented.iter().enumerate() {
+        let repeat = kept.iter().any(|&k| presented.get(k) == Some(c));
+        if !repeat && (on_path.contains(c) || is_anchor_copy(c)) {
+            kept.push(i);
+        }
+    }
+    kept
 }
 
 /// Key type and key usage of the intermediates on the chosen path (not every extra one the

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::chain::Kept;
 use super::status::Failure;
 use crate::x509::LeafFacts;
 
@@ -29,6 +30,12 @@ pub struct VerifierReport {
     pub leaf: Option<LeafFacts>,
     /// Why verification failed, when it did.
     pub failure: Option<Failure>,
+    /// When it passed: which of the client's intermediates the connection keeps.
+    pub kept: Kept,
+    /// The version of the trust store that judged the chain (the listener's current one at
+    /// that moment, which a reload during the handshake may have made newer than the one the
+    /// connection was accepted under).
+    pub trust_store_version: Option<String>,
 }
 
 impl VerifierReport {
@@ -39,6 +46,12 @@ impl VerifierReport {
         }
         if later.failure.is_some() {
             self.failure = later.failure;
+        }
+        if later.kept.is_some() {
+            self.kept = later.kept;
+        }
+        if later.trust_store_version.is_some() {
+            self.trust_store_version = later.trust_store_version;
         }
     }
 }
@@ -59,6 +72,16 @@ pub(crate) fn report_leaf(leaf: Option<LeafFacts>) {
 /// Called by the verifier: why it refused the client.
 pub(crate) fn report_failure(failure: Failure) {
     with_slot(|r| r.failure = Some(failure));
+}
+
+/// Called by the verifier: the version of the trust store it judges the chain against.
+pub(crate) fn report_trust_store_version(version: &str) {
+    with_slot(|r| r.trust_store_version = Some(version.to_string()));
+}
+
+/// Called by the verifier when the chain passed: what of it the connection keeps.
+pub(crate) fn report_kept(kept: Kept) {
+    with_slot(|r| r.kept = kept);
 }
 
 fn take_slot() -> Option<VerifierReport> {

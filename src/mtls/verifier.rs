@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -15,16 +17,46 @@ use super::status::{Failure, VerifyCode};
 use super::Policy;
 use crate::x509;
 
+/// The listener's policy in service now, shared by the verifiers of all its generations.
+pub type CurrentPolicy = Arc<ArcSwap<Policy>>;
+
 /// A listener's policy as rustls sees it.
+///
+/// rustls keeps a connection's `ServerConfig`, and so its verifier, for the connection's whole
+/// life. The verifier therefore holds no trust store of its own: it reads the listener's
+/// current policy at each handshake, and keeps only what the CertificateRequest needs (the CA
+/// names, a few hundred bytes each). A connection opened before twenty reloads pins none of the
+/// twenty stores it outlived.
 #[derive(Debug)]
 pub struct ListenerVerifier {
-    policy: Arc<Policy>,
+    current: CurrentPolicy,
+    mandatory: bool,
+    ca_names: Vec<DistinguishedName>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ListenerVerifier {
-    pub fn new(policy: Arc<Policy>, algorithms: WebPkiSupportedAlgorithms) -> Self {
-        ListenerVerifier { policy, algorithms }
+    /// The verifier of the generation whose policy is `policy`; `current` is the listener's
+    /// shared cell, which holds `policy` while this generation is in service.
+    pub fn new(
+        current: CurrentPolicy,
+        policy: &Policy,
+        algorithms: WebPkiSupportedAlgorithms,
+    ) -> Self {
+        let ca_names = match policy {
+            Policy::Verify {
+                store,
+                advertise_ca_names: true,
+                ..
+            } => store.ca_names.clone(),
+            _ => Vec::new(),
+        };
+        ListenerVerifier {
+            current,
+            mandatory: matches!(policy, Policy::Verify { .. }),
+            ca_names,
+            algorithms,
+        }
     }
 }
 
@@ -51,18 +83,11 @@ impl ClientCertVerifier for ListenerVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        matches!(*self.policy, Policy::Verify { .. })
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        match &*self.policy {
-            Policy::Verify {
-                store,
-                advertise_ca_names: true,
-                ..
-            } => &store.ca_names,
-            _ => &[],
-        }
+        &self.ca_names
     }
 
     fn verify_client_cert(
@@ -87,16 +112,24 @@ impl ClientCertVerifier for ListenerVerifier {
             return Err(reject(f, CertificateError::BadEncoding));
         }
         handoff::report_leaf(Some(x509::facts_of(&leaf)));
-        check_chain(
-            &self.policy,
+        let policy = self.current.load();
+        if let Policy::Verify { store, .. } = &**policy {
+            handoff::report_trust_store_version(&store.version);
+        }
+        match check_chain(
+            &policy,
             &self.algorithms,
             &leaf,
             end_entity,
             intermediates,
             now,
-        )
-        .map(|()| ClientCertVerified::assertion())
-        .map_err(|(failure, alert)| reject(failure, alert))
+        ) {
+            Ok(kept) => {
+                handoff::report_kept(kept);
+                Ok(ClientCertVerified::assertion())
+            }
+            Err((failure, alert)) => Err(reject(failure, alert)),
+        }
     }
 
     fn verify_tls12_signature(

@@ -7,7 +7,7 @@ pub mod connection;
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +19,12 @@ use crate::config::LogDestination;
 /// bursts of over 800,000 lines a second.
 const QUEUE_LINES: usize = 8_192;
 
+/// Bytes of lines a log holds before new ones are dropped (and counted): those queued and the
+/// block being written. A destination that stalls (a pipe nobody reads) costs at most this
+/// much memory per log (plus the writer's block of at most 1 MiB), however long the lines;
+/// 8,192 lines of ALB's size take about 4 MiB.
+pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
 enum Msg {
     Line(String),
     /// Answered once every line queued before it has been handed to the destination.
@@ -29,7 +35,32 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct LogSink {
     tx: SyncSender<Msg>,
-    dropped: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+}
+
+/// What a sink and its writer thread share.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Lines lost to a full queue or a failing destination.
+    dropped: AtomicU64,
+    /// Bytes of the lines accepted and not yet handed to the destination (see [`QUEUE_BYTES`]).
+    held: AtomicUsize,
+}
+
+impl Counts {
+    /// Reserves room for `n` bytes; false (and nothing reserved) when the bound is reached.
+    fn reserve(&self, n: usize) -> bool {
+        let before = self.held.fetch_add(n, Ordering::Relaxed);
+        if before + n > QUEUE_BYTES {
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 impl LogSink {
@@ -45,22 +76,34 @@ impl LogSink {
             }
         };
         let (tx, rx) = sync_channel(QUEUE_LINES);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let d = dropped.clone();
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
         std::thread::Builder::new()
             .name(format!("certgate-{what}"))
-            .spawn(move || writer(rx, out, d, what))?;
-        Ok(LogSink { tx, dropped })
+            .spawn(move || writer(rx, out, &c, what))?;
+        Ok(LogSink { tx, counts })
     }
 
-    /// Queues one line (without its newline). Never blocks: a full queue drops the line.
+    /// Queues one line (without its newline). Never blocks: a queue full in lines or in bytes
+    /// drops the line.
     pub fn write(&self, line: String) {
+        let n = line.len() + 1;
+        if !self.counts.reserve(n) {
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counts.release(n);
+                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Bytes of lines accepted and not yet written; never more than [`QUEUE_BYTES`].
+    pub fn held_bytes(&self) -> usize {
+        self.counts.held.load(Ordering::Relaxed)
     }
 
     /// Waits (at most `timeout`) until every line queued so far is written; used at shutdown.
@@ -84,11 +127,12 @@ impl LogSink {
 
     /// Lines lost to a full queue or a failing destination since start.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 }
 
-fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, dropped: Arc<AtomicU64>, what: &str) {
+fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, counts: &Counts, what: &str) {
+    let dropped = &counts.dropped;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut last_warning: Option<Instant> = None;
     let mut failing = false;
@@ -112,7 +156,10 @@ fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, dropped: Arc<Atomic
                 next = rx.try_recv().ok();
             }
         }
-        match out.write_all(&buf).and_then(|_| out.flush()) {
+        let written = out.write_all(&buf).and_then(|_| out.flush());
+        // The lines' bytes are held until the destination took them (or failed).
+        counts.release(buf.len());
+        match written {
             Ok(()) => {
                 if failing {
                     tracing::warn!(log = what, "log destination is writable again");
@@ -202,6 +249,40 @@ mod tests {
     fn timestamp_has_microseconds() {
         let t = time::macros::datetime!(2026-11-22 10:00:00.123456 UTC);
         assert_eq!(timestamp(t), "2026-11-22T10:00:00.123456Z");
+    }
+
+    /// The access-log sink writes into a FIFO that nobody reads: its writer thread blocks for
+    /// good. Lines of 60 KB (a huge request path) must not pile up past the byte bound.
+    #[cfg(unix)]
+    #[test]
+    fn a_stalled_destination_holds_a_bounded_number_of_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stalled.fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // A reader that never reads, so that opening for writing does not block.
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let sink = LogSink::open(&LogDestination::File(fifo), "test").unwrap();
+        let line = "x".repeat(60 * 1024);
+        let lines = 1_000u64;
+        for _ in 0..lines {
+            sink.write(line.clone());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let kept = lines - sink.dropped();
+        // Besides the bound, the pipe's own buffer (64 KiB to 1 MiB) may have taken a few.
+        let max_kept = ((QUEUE_BYTES + 1024 * 1024) / line.len()) as u64;
+        assert!(
+            kept <= max_kept,
+            "{kept} lines of 60 KB held for a stalled destination (at most {max_kept})"
+        );
+        assert!(sink.held_bytes() <= QUEUE_BYTES, "{}", sink.held_bytes());
     }
 
     #[test]

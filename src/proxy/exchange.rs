@@ -10,7 +10,7 @@ use http::Response;
 use super::framing::Rejection;
 use super::ConnContext;
 use crate::http::{version_name, Body, ProxyError};
-use crate::observe::access::AccessRecord;
+use crate::observe::access::{clip, AccessRecord};
 
 /// A request in flight.
 pub struct Exchange {
@@ -65,16 +65,21 @@ impl Exchange {
         log.listener = ctx.settings.name.clone();
         log.client_ip = ctx.client_ip.to_str().unwrap_or_default().to_string();
         log.client_port = ctx.client.port();
-        log.request = format!("{} {} {}", parts.method, pq, version_name(parts.version));
-        log.method = parts.method.to_string();
-        log.path = pq.to_string();
+        log.request = clip(&format!(
+            "{} {} {}",
+            parts.method,
+            pq,
+            version_name(parts.version)
+        ));
+        log.method = clip(parts.method.as_str());
+        log.path = clip(pq);
         log.http_version = version_name(parts.version);
-        log.host = self.host.clone();
+        log.host = self.host.as_deref().map(clip);
         log.user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
+            .map(clip);
         log.leaf_client_cert_subject = ctx.leaf_subject.clone();
     }
 
@@ -86,12 +91,12 @@ impl Exchange {
     /// hyper saw the framing guard's stand-in; the log shows what the client really sent.
     pub fn describe_refused_head(&mut self, r: &Rejection) {
         let log = &mut self.log;
-        log.request = format!("{} {} {}", r.method, r.target, r.version);
-        log.method = r.method.clone();
-        log.path = r.target.clone();
+        log.request = clip(&format!("{} {} {}", r.method, r.target, r.version));
+        log.method = clip(&r.method);
+        log.path = clip(&r.target);
         log.http_version = r.version;
-        log.host = r.host.clone();
-        log.user_agent = r.user_agent.clone();
+        log.host = r.host.as_deref().map(clip);
+        log.user_agent = r.user_agent.as_deref().map(clip);
     }
 
     pub fn set_target_group(&mut self, name: &str) {
@@ -119,7 +124,8 @@ impl Exchange {
 
     /// certgate's own answer for a request it did not complete.
     pub fn refuse(&mut self, ctx: &ConnContext, e: &ProxyError) -> Response<Body> {
-        let reason = e.to_string();
+        // The reason may quote what the client sent (a Host of 16 KiB).
+        let reason = clip(&e.to_string());
         tracing::warn!(
             conn_trace_id = %ctx.trace_id,
             listener = %ctx.settings.name,

@@ -17,7 +17,7 @@ use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::ServerConfig;
 
 use crate::config::{ChainLimits, ListenerConfig, Mode};
-use crate::mtls::verifier::ListenerVerifier;
+use crate::mtls::verifier::{CurrentPolicy, ListenerVerifier};
 use crate::mtls::{Failure, Policy, VerifyCode};
 use crate::truststore::Stores;
 
@@ -91,6 +91,9 @@ pub struct ListenerTls {
     provider: Arc<CryptoProvider>,
     cert: Arc<CertifiedKey>,
     policy: Option<Arc<Policy>>,
+    /// The listener's policy in service, shared with every generation before and after this
+    /// one (see [`ListenerVerifier`]); none in off mode.
+    current: Option<CurrentPolicy>,
     /// One config for every connection of this listener until the next reload.
     config: Arc<ServerConfig>,
     pub trust_store_version: Option<String>,
@@ -103,29 +106,50 @@ impl ListenerTls {
     pub fn build(l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
         let provider = crate::crypto::crypto_provider();
         let cert = load_certified_key(&l.name, &l.certificate_chain, &l.private_key, &provider)?;
-        Self::build_with(l, stores, provider, cert)
+        Self::build_with(l, stores, provider, cert, None)
+    }
+
+    /// The next generation of this listener, its server certificate and key read from disk
+    /// again; it takes over the listener's policy once built.
+    pub fn reread(&self, l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
+        let provider = self.provider.clone();
+        let cert = load_certified_key(&l.name, &l.certificate_chain, &l.private_key, &provider)?;
+        Self::build_with(l, stores, provider, cert, self.current.clone())
     }
 
     /// The same listener on the trust stores in `stores`, keeping the server certificate that is
     /// already loaded: a trust-store refresh must not depend on the key file being readable.
     pub fn with_stores(&self, l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
-        Self::build_with(l, stores, self.provider.clone(), self.cert.clone())
+        let (provider, cert) = (self.provider.clone(), self.cert.clone());
+        Self::build_with(l, stores, provider, cert, self.current.clone())
     }
 
+    /// Builds a generation; with the listener's `current` policy cell, the new policy goes in
+    /// service in it once everything else has been built.
     fn build_with(
         l: &ListenerConfig,
         stores: &Stores,
         provider: Arc<CryptoProvider>,
         cert: Arc<CertifiedKey>,
+        current: Option<CurrentPolicy>,
     ) -> Result<Self, TlsError> {
         let mode = l.mutual_authentication.mode;
         let (policy, trust_store_version) = policy(l, stores)?;
-        let config = server_config(&l.name, &provider, &cert, policy.as_ref())?;
+        let current = policy.as_ref().map(|p| match current {
+            Some(cell) => cell,
+            None => Arc::new(arc_swap::ArcSwap::new(p.clone())),
+        });
+        let verifier = policy.as_ref().zip(current.as_ref());
+        let config = server_config(&l.name, &provider, &cert, verifier)?;
+        if let Some((p, cell)) = verifier {
+            cell.store(p.clone());
+        }
         Ok(ListenerTls {
             mode,
             provider,
             cert,
             policy,
+            current,
             config,
             trust_store_version,
         })
@@ -198,12 +222,13 @@ fn server_config(
     listener: &str,
     provider: &Arc<CryptoProvider>,
     cert: &Arc<CertifiedKey>,
-    policy: Option<&Arc<Policy>>,
+    policy: Option<(&Arc<Policy>, &CurrentPolicy)>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let verifier: Arc<dyn ClientCertVerifier> = match policy {
         None => Arc::new(rustls::server::NoClientAuth),
-        Some(p) => Arc::new(ListenerVerifier::new(
-            p.clone(),
+        Some((p, current)) => Arc::new(ListenerVerifier::new(
+            current.clone(),
+            p,
             provider.signature_verification_algorithms,
         )),
     };

@@ -320,6 +320,45 @@ pub async fn raw_http1(
     }
 }
 
+/// Reads one response (Content-Length or chunked body) off a keep-alive connection.
+pub async fn h1_read(tls: &mut Tls) -> std::io::Result<(u16, String)> {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = text[..end].to_ascii_lowercase();
+                let body = &text[end + 4..];
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                let complete = match len {
+                    Some(n) => body.len() >= n,
+                    None => body.ends_with("0\r\n\r\n"),
+                };
+                if complete {
+                    let status = status_of(&text)
+                        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
+                    return Ok((status, text));
+                }
+            }
+            let n = tls.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("closed after {:?}", String::from_utf8_lossy(&buf)),
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| std::io::Error::other("response timeout"))?
+}
+
 /// A simple GET over HTTP/1.1 with `Connection: close`; returns the status code.
 pub async fn get(
     addr: SocketAddr,
