@@ -316,16 +316,19 @@ fn check_anchor(
         ));
     }
     let at = i64::try_from(time.as_secs()).unwrap_or(i64::MAX);
-    let which = format!(
-        "the bundle CA {} (serial {}) the client chain ends at",
-        ca.subject, ca.serial_hex
-    );
+    let which = || {
+        format!(
+            "the bundle CA {} (serial {}) the client chain ends at",
+            ca.subject, ca.serial_hex
+        )
+    };
     if at > ca.not_after_unix {
         return Err((
             Failure::new(
                 VerifyCode::Expired,
                 format!(
-                    "{which} expired at {} (chain judged at {})",
+                    "{} expired at {} (chain judged at {})",
+                    which(),
                     x509::utc_string(ca.not_after_unix),
                     x509::utc_string(at)
                 ),
@@ -338,7 +341,8 @@ fn check_anchor(
             Failure::new(
                 VerifyCode::NotYetValid,
                 format!(
-                    "{which} is valid only from {} (chain judged at {})",
+                    "{} is valid only from {} (chain judged at {})",
+                    which(),
                     x509::utc_string(ca.not_before_unix),
                     x509::utc_string(at)
                 ),
