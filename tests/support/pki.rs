@@ -305,6 +305,33 @@ impl Ca {
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
     ) -> Crl {
+        self.crl_with(
+            revoked_serials,
+            this_update,
+            next_update,
+            KeyIdMethod::Sha256,
+        )
+    }
+
+    /// CRL like [`Ca::crl`] whose authority key identifier claims `key_id` instead of this
+    /// CA's own key: a CRL that says it comes from another CA's key (forged or damaged).
+    pub fn crl_claiming_key_id(&self, key_id: &[u8], revoked_serials: &[&[u8]]) -> Crl {
+        let now = OffsetDateTime::now_utc();
+        self.crl_with(
+            revoked_serials,
+            now - Duration::hours(1),
+            now + Duration::days(7),
+            KeyIdMethod::PreSpecified(key_id.to_vec()),
+        )
+    }
+
+    fn crl_with(
+        &self,
+        revoked_serials: &[&[u8]],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        key_identifier_method: KeyIdMethod,
+    ) -> Crl {
         let params = CertificateRevocationListParams {
             this_update,
             next_update,
@@ -319,34 +346,7 @@ impl Ca {
                     invalidity_date: None,
                 })
                 .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let crl = params.signed_by(&self.issuer).expect("sign CRL");
-        Crl {
-            der: crl.der().to_vec(),
-            pem: crl.pem().expect("CRL PEM"),
-        }
-    }
-
-    /// CRL like [`Ca::crl`] whose authority key identifier claims `key_id` instead of this
-    /// CA's own key: a CRL that says it comes from another CA's key (forged or damaged).
-    pub fn crl_claiming_key_id(&self, key_id: &[u8], revoked_serials: &[&[u8]]) -> Crl {
-        let now = OffsetDateTime::now_utc();
-        let params = CertificateRevocationListParams {
-            this_update: now - Duration::hours(1),
-            next_update: now + Duration::days(7),
-            crl_number: SerialNumber::from_slice(&[1]),
-            issuing_distribution_point: None,
-            revoked_certs: revoked_serials
-                .iter()
-                .map(|serial| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(serial),
-                    revocation_time: now - Duration::hours(1),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::PreSpecified(key_id.to_vec()),
+            key_identifier_method,
         };
         let crl = params.signed_by(&self.issuer).expect("sign CRL");
         Crl {
