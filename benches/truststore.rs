@@ -8,6 +8,9 @@
 //!   i.e. the whole client-certificate check of a handshake (path building, two ECDSA P-256
 //!   signatures, key-type and revocation checks); `verify_chain/no_crl` is the same store without
 //!   a CRL, the baseline the large CRLs are compared with.
+//! - `revocation/verify_chain/both_crls_1k`: the same check with a CRL from each CA of the
+//!   bundle (the root's revoking 10 other CAs, the issuing CA's 1,000 entries): what a store
+//!   whose root may revoke the intermediate pays per handshake.
 //! - `truststore/build/N`: `truststore::build` from the PEM bundle and one DER CRL (parse, check
 //!   the CRL signature, sort and index the serials); dropping the store is not counted.
 //!
@@ -42,6 +45,7 @@ const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 /// Root CA → issuing CA → client leaf, all EC P-256; the CRLs are the issuing CA's.
 struct Pki {
     bundle_pem: String,
+    root: Issuer<'static, KeyPair>,
     issuing: Issuer<'static, KeyPair>,
     issuing_der: CertificateDer<'static>,
     leaf_der: CertificateDer<'static>,
@@ -50,6 +54,7 @@ struct Pki {
 fn pki() -> Pki {
     let common::Cas {
         root,
+        root_issuer,
         intermediate: issuing,
         intermediate_issuer: issuing_issuer,
         ..
@@ -74,6 +79,7 @@ fn pki() -> Pki {
 
     Pki {
         bundle_pem: format!("{}{}", root.pem(), issuing.pem()),
+        root: root_issuer,
         issuing: issuing_issuer,
         issuing_der: issuing.der().clone(),
         leaf_der: leaf.der().clone(),
@@ -169,6 +175,23 @@ fn bench_truststore(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(2));
         group.bench_function("verify_chain/no_crl", |b| b.iter(|| black_box(check())));
+        group.finish();
+    }
+
+    {
+        let crls = vec![
+            ("root.crl.der".to_string(), crl_der(&pki.root, 10)),
+            ("issuing.crl.der".to_string(), crl_der(&pki.issuing, 1_000)),
+        ];
+        let store = Arc::new(build(bundle, &crls));
+        let check = verify(&store);
+        check().expect("the leaf verifies with both CRLs");
+        let mut group = c.benchmark_group("revocation");
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.bench_function("verify_chain/both_crls_1k", |b| {
+            b.iter(|| black_box(check()))
+        });
         group.finish();
     }
 

@@ -222,6 +222,9 @@ fn check(path: &std::path::Path) -> Result<()> {
             s.revoked_entries(),
             s.version
         );
+        for warning in truststore::describe::store_warnings(s) {
+            println!("    warning: {warning}");
+        }
     }
     Ok(())
 }

@@ -300,6 +300,19 @@ fn below_intermediate(pki: &Pki, edit: impl FnOnce(&mut CertificateParams)) -> P
     Made::signed_by(leaf_params("below odd intermediate"), &inter.issuer()).presented(&[&inter.der])
 }
 
+/// The test intermediate issued again by the test root, same name and key, expired yesterday.
+fn expired_twin(pki: &Pki) -> String {
+    let now = OffsetDateTime::now_utc();
+    let mut params = ca_params(&pki.inter.name);
+    params.not_before = now - time::Duration::days(30);
+    params.not_after = now - time::Duration::days(1);
+    let key = KeyPair::from_pem(&pki.inter.key_pem()).expect("intermediate key");
+    params
+        .signed_by(&key, &issuer_of(&pki.root))
+        .expect("sign")
+        .pem()
+}
+
 // ---- openssl-made material ----
 
 /// A client certificate made by `openssl x509 -req`, signed by the test intermediate. Without
@@ -670,6 +683,16 @@ async fn client_certificates_and_chains_get_their_documented_outcome() {
             Expect::Refused("ClientCertNotYetValid", "valid only from"),
         ),
         (
+            // SPEC §16: the intermediate's CRL (old key) does not speak for the new key.
+            "intermediate rolled over to a new key (same name), the old key's CRL in the store",
+            below_intermediate(pki, |p| {
+                p.distinguished_name = DistinguishedName::new();
+                p.distinguished_name
+                    .push(DnType::CommonName, "certgate test intermediate");
+            }),
+            Expect::Served(subject("CN=below odd intermediate")),
+        ),
+        (
             // RFC 5280 §4.2.1.3: without keyCertSign the key must not verify certificates;
             // OpenSSL refuses such a chain ("key usage does not include certificate signing").
             "intermediate whose key usage lacks keyCertSign",
@@ -892,6 +915,32 @@ async fn crl_files_get_their_documented_outcome_and_never_replace_a_good_store()
             expect: Load::Accepted,
         },
         LoadCase {
+            // Serials compare by value: `00 05` is 5.
+            name: "CRL entry for the revoked client with a redundant leading zero byte",
+            file: "inter.crl.pem",
+            contents: b(pki
+                .inter
+                .crl_with_raw_serials(&[&[&[0u8][..], &pki.revoked.serial].concat()])
+                .pem
+                .as_bytes()),
+            expect: Load::Accepted,
+        },
+        LoadCase {
+            // SPEC §16 (key rollover): a CRL with the intermediate's name from another key
+            // does not apply to chains through the intermediate's key.
+            name: "the intermediate's CRL beside one from another key with the same name",
+            file: "inter.crl.pem",
+            contents: b(format!(
+                "{}{}",
+                pki.inter_crl.pem,
+                root_ca("certgate test intermediate")
+                    .crl(&[&pki.good.serial])
+                    .pem
+            )
+            .as_bytes()),
+            expect: Load::Accepted,
+        },
+        LoadCase {
             name: "malformed bytes",
             file: "inter.crl.pem",
             contents: b(b"\x00\x01 these bytes are no CRL at all \xff\xfe"),
@@ -989,6 +1038,13 @@ async fn ca_bundles_get_their_documented_outcome_and_never_replace_a_good_store(
             name: "a CA followed by trailing text junk",
             file: "bundle.pem",
             contents: b(format!("{root}trailing junk that is not PEM\n\x01\x02\n")),
+            expect: Load::Accepted,
+        },
+        LoadCase {
+            // The client still chains through the root; the expired twin refuses nobody else.
+            name: "the intermediate issued again already expired (same key) beside the root",
+            file: "bundle.pem",
+            contents: b(format!("{root}{}", expired_twin(pki))),
             expect: Load::Accepted,
         },
         LoadCase {

@@ -397,6 +397,41 @@ fn truststore_describe_of_a_config_store_matches_check() {
 }
 
 #[test]
+fn check_and_describe_warn_about_expired_and_revoked_bundle_cas() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let retired = root_ca_valid(
+        "retired root",
+        now - time::Duration::days(400),
+        now - time::Duration::days(1),
+    );
+    let cfg = write_config(dir.path(), &pki, unused_backend(), VERIFY, "");
+    let bundle = format!("{}{}{}", pki.root.pem, pki.inter.pem, retired.pem);
+    write_pem(dir.path(), "bundle.pem", &bundle);
+    let root_crl = pki.root.crl_der(&[&pki.inter.serial]);
+    std::fs::write(dir.path().join("root.crl.der"), root_crl).unwrap();
+    let expired = format!(
+        "warning: the bundle CA CN=retired root (serial {}) expired at ",
+        certgate::x509::serial_hex(&retired.serial)
+    );
+    let revoked = format!(
+        "warning: the bundle CA CN=certgate test intermediate (serial {}) is revoked by a CRL of the trust store",
+        certgate::x509::serial_hex(&pki.inter.serial)
+    );
+
+    let (status, out, err) = ChildGuard::run(&["check", "-c", path_str(&cfg)], dir.path());
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(&out, &[&expired, &revoked, "(ClientCertExpired)"]);
+    let (status, out, err) = ChildGuard::run(
+        &["truststore", "describe", "-c", path_str(&cfg), "corp"],
+        dir.path(),
+    );
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(&out, &[&expired, &revoked, "- CN=retired root (not after "]);
+}
+
+#[test]
 fn truststore_describe_refuses_a_garbage_crl() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();

@@ -1258,9 +1258,12 @@ async fn a_crl_for_a_client_sent_intermediate_is_checked_against_that_intermedia
     let mut pki = Pki::new();
     let backend = Backend::start().await;
     // The bundle holds the root only, so the intermediate's CRL cannot be checked at load;
-    // one signed by another key with the intermediate's name must not be trusted at use.
+    // one signed by another key with the intermediate's name must not be trusted at use. One
+    // that also claims the intermediate's key (authority key identifier) is a broken CRL for
+    // that chain; one naming its own key is another key's CRL and does not apply (SPEC §16,
+    // key rollover: see tests/trust_anchors.rs).
     let imposter = root_ca("certgate test intermediate");
-    pki.inter_crl = imposter.crl(&[&pki.good.serial]);
+    pki.inter_crl = imposter.crl_claiming_key_id(&pki.inter.key_id(), &[&pki.good.serial]);
     let proxy = Proxy::verify(&pki, backend.addr).await;
     let cfg = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     let rec = refused(&proxy, &backend, cfg, 1).await;

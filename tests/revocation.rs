@@ -357,3 +357,33 @@ async fn timed_refresh_closes_the_connection_of_a_client_revoked_on_disk() {
     );
     assert_close_logged(&good_id);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_ending_at_a_bundle_intermediate_is_closed_when_its_root_revokes_it() {
+    warnings();
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    // The intermediate joins the bundle, and the client sends its leaf only: the path ends at
+    // the intermediate as a trust anchor.
+    let bundle = format!("{}{}", pki.root.pem, pki.inter.pem);
+    write_pem(proxy.dir.path(), "bundle.pem", &bundle);
+    assert!(proxy.server.reload().await.is_empty());
+    let cfg = client_config(&pki, Some((&pki.good, &[])), &[b"http/1.1"]);
+    let mut conn = connect(proxy.addr, cfg).await.unwrap();
+    assert_eq!(h1_get(&mut conn, "/one").await, 200);
+    let id = trace_id_of(&proxy, "web", "client", 1);
+
+    let root_crl = pki.root.crl_der(&[&pki.inter.serial]);
+    std::fs::write(proxy.dir.path().join("root.crl.der"), root_crl).unwrap();
+    let problems = proxy.server.reload().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    h1_assert_closed(&mut conn).await;
+    assert_close_logged(&id);
+    let line = warnings_for(&id).join("\n");
+    let serial = certgate::x509::serial_hex(&pki.inter.serial);
+    assert!(
+        line.contains("CN=certgate test intermediate") && line.contains(&serial),
+        "the close names the revoked CA: {line}"
+    );
+}

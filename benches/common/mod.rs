@@ -32,6 +32,7 @@ fn ca_params(cn: &str) -> CertificateParams {
 /// Root CA and the intermediate it signed, with issuers for signing below each.
 pub struct Cas {
     pub root: Certificate,
+    pub root_issuer: Issuer<'static, KeyPair>,
     pub intermediate: Certificate,
     pub intermediate_issuer: Issuer<'static, KeyPair>,
 }
@@ -50,6 +51,7 @@ pub fn cas(intermediate_cn: &str) -> Cas {
         .expect("intermediate CA");
     Cas {
         root,
+        root_issuer,
         intermediate,
         intermediate_issuer: Issuer::new(intermediate_params, intermediate_key),
     }

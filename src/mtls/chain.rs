@@ -1,11 +1,12 @@
 //! The checks a client chain must pass, in a handshake and when open connections are
 //! re-checked after a reload: ALB's size, depth and key-type limits, path building against the
-//! trust store with webpki, key usage of path CAs, and CRL lookups.
+//! trust store with webpki, key usage of path CAs, the trust anchor's own standing, and CRL
+//! lookups.
 
 use std::cell::RefCell;
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use rustls::CertificateError;
 use webpki::EndEntityCert;
 use x509_parser::prelude::*;
@@ -14,8 +15,8 @@ use x509_parser::public_key::PublicKey;
 use super::status::{from_webpki, Failure, VerifyCode};
 use super::Policy;
 use crate::config::ChainLimits;
-use crate::truststore::revocation::Status;
-use crate::truststore::TrustStore;
+use crate::truststore::revocation::{Query, Status};
+use crate::truststore::{CaInfo, TrustStore};
 use crate::x509;
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";
@@ -199,6 +200,7 @@ pub(super) fn check_chain(
         store,
         algorithms,
         presented: intermediates,
+        time,
         refused: RefCell::new(None),
         kept: RefCell::new(Vec::new()),
     };
@@ -239,6 +241,8 @@ struct PathChecker<'a> {
     algorithms: &'a WebPkiSupportedAlgorithms,
     /// The intermediates the client sent, in its order.
     presented: &'a [CertificateDer<'a>],
+    /// The instant the chain is judged at (see `judged_at`), for the trust anchor's validity.
+    time: UnixTime,
     refused: RefCell<Option<Refusal>>,
     /// Of `presented`, those of the path that passed (see [`kept_of`]).
     kept: RefCell<Vec<usize>>,
@@ -251,8 +255,8 @@ impl PathChecker<'_> {
         if len > self.store.limits.max_chain_depth {
             return Err(webpki::Error::MaximumPathDepthExceeded);
         }
-        let checked = check_path_cas(path)
-            .map_err(encoding)
+        let checked = check_anchor(self.store, path.anchor(), self.time)
+            .and_then(|()| check_path_cas(path).map_err(encoding))
             .and_then(|()| check_revocation(self.store, path, self.algorithms));
         if checked.is_ok() {
             *self.kept.borrow_mut() = kept_of(path, self.presented);
@@ -310,8 +314,90 @@ fn check_path_cas(path: &webpki::VerifiedPath<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
+// ---- the trust anchor, which webpki does not judge ----
+
+/// The bundle CA behind `anchor`. webpki hands back a reference into `store.anchors`, so the
+/// pointer finds it; equal contents are the fallback.
+fn ca_of<'s>(store: &'s TrustStore, anchor: &TrustAnchor<'_>) -> Option<&'s CaInfo> {
+    let by_address = store
+        .anchors
+        .iter()
+        .position(|a| std::ptr::eq(a as *const _ as *const u8, anchor as *const _ as *const u8));
+    let index = by_address.or_else(|| {
+        store.anchors.iter().position(|a| {
+            a.subject == anchor.subject
+                && a.subject_public_key_info == anchor.subject_public_key_info
+        })
+    })?;
+    store.cas.get(index)
+}
+
+/// Refuses a path that ends at a revoked bundle CA, or at one outside its validity at `time`
+/// (the instant the rest of the chain is judged at, see `judged_at`).
+fn check_anchor(
+    store: &TrustStore,
+    anchor: &TrustAnchor<'_>,
+    time: UnixTime,
+) -> Result<(), Refusal> {
+    let Some(ca) = ca_of(store, anchor) else {
+        return Err((
+            Failure::new(
+                VerifyCode::Untrusted,
+                "client chain ends at a trust anchor that is not a CA of the trust store",
+            ),
+            CertificateError::UnknownIssuer,
+        ));
+    };
+    if let Some(reason) = &ca.revoked {
+        return Err((
+            Failure::new(
+                VerifyCode::CrlHit,
+                format!("client chain ends at a CA of the trust store that is revoked: {reason}"),
+            ),
+            CertificateError::Revoked,
+        ));
+    }
+    let at = i64::try_from(time.as_secs()).unwrap_or(i64::MAX);
+    let which = || {
+        format!(
+            "the bundle CA {} (serial {}) the client chain ends at",
+            ca.subject, ca.serial_hex
+        )
+    };
+    if at > ca.not_after_unix {
+        return Err((
+            Failure::new(
+                VerifyCode::Expired,
+                format!(
+                    "{} expired at {} (chain judged at {})",
+                    which(),
+                    x509::utc_string(ca.not_after_unix),
+                    x509::utc_string(at)
+                ),
+            ),
+            CertificateError::Expired,
+        ));
+    }
+    if at < ca.not_before_unix {
+        return Err((
+            Failure::new(
+                VerifyCode::NotYetValid,
+                format!(
+                    "{} is valid only from {} (chain judged at {})",
+                    which(),
+                    x509::utc_string(ca.not_before_unix),
+                    x509::utc_string(at)
+                ),
+            ),
+            CertificateError::NotValidYet,
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the leaf and every intermediate of a built path against the store's CRLs. A
-/// certificate with no CRL from its issuer is fine, as on ALB.
+/// certificate with no CRL from its issuer is fine, as on ALB. (The trust anchor was judged
+/// when the store was assembled; see `check_anchor`.)
 fn check_revocation(
     store: &TrustStore,
     path: &webpki::VerifiedPath<'_>,
@@ -324,40 +410,63 @@ fn check_revocation(
     let anchor_spki = der_sequence(path.anchor().subject_public_key_info.as_ref());
     let certs = std::iter::once(&**path.end_entity()).chain(intermediates.iter().copied());
     for (k, cert) in certs.enumerate() {
-        let issuer_spki = match intermediates.get(k) {
-            Some(issuer) => issuer.subject_public_key_info().as_ref().to_vec(),
-            None => anchor_spki.clone(),
+        let intermediate_spki = intermediates.get(k).map(|i| i.subject_public_key_info());
+        let issuer_spki = match &intermediate_spki {
+            Some(spki) => spki.as_ref(),
+            None => anchor_spki.as_slice(),
         };
-        let what = if k == 0 {
-            "client certificate".to_string()
+        // Only CRLs checked on use compare key identifiers; read the certificate's only then.
+        let key_id = if store.crls.iter().any(|c| c.needs_key_id(cert.issuer())) {
+            x509::authority_key_id_of(&cert.der())
         } else {
-            format!("intermediate #{k} of the client chain")
+            None
+        };
+        let query = Query {
+            issuer: cert.issuer(),
+            serial: cert.serial(),
+            issuer_spki,
+            key_id: key_id.as_deref(),
         };
         for crl in &store.crls {
-            match crl.status(cert.issuer(), cert.serial(), &issuer_spki, algorithms.all) {
-                Status::Revoked => {
-                    return Err((
-                        Failure::new(
-                            VerifyCode::CrlHit,
-                            format!("{what} (serial {}) is revoked by a CRL of the trust store", x509::serial_hex(cert.serial())),
-                        ),
-                        CertificateError::Revoked,
-                    ))
-                }
-                Status::BadSignature => {
-                    return Err((
-                        Failure::new(
-                            VerifyCode::CrlProcessingError,
-                            format!("the CRL for the issuer of the {what} does not verify with that issuer's key"),
-                        ),
-                        CertificateError::UnknownRevocationStatus,
-                    ))
-                }
-                Status::Good | Status::NotApplicable => {}
-            }
+            revocation_refusal(crl.judge(&query, algorithms.all), k, cert.serial())?;
         }
     }
     Ok(())
+}
+
+/// The refusal for what a CRL said about certificate `k` of the path (0 = the leaf).
+fn revocation_refusal(status: Status, k: usize, serial: &[u8]) -> Result<(), Refusal> {
+    let what = || {
+        if k == 0 {
+            "client certificate".to_string()
+        } else {
+            format!("intermediate #{k} of the client chain")
+        }
+    };
+    match status {
+        Status::Good | Status::NotApplicable => Ok(()),
+        Status::Revoked => Err((
+            Failure::new(
+                VerifyCode::CrlHit,
+                format!(
+                    "{} (serial {}) is revoked by a CRL of the trust store",
+                    what(),
+                    x509::serial_hex(serial)
+                ),
+            ),
+            CertificateError::Revoked,
+        )),
+        Status::BadSignature => Err((
+            Failure::new(
+                VerifyCode::CrlProcessingError,
+                format!(
+                    "the CRL for the issuer of the {} names that issuer's key but does not verify with it",
+                    what()
+                ),
+            ),
+            CertificateError::UnknownRevocationStatus,
+        )),
+    }
 }
 
 /// Wraps DER contents in a SEQUENCE header (webpki keeps trust-anchor keys without it).

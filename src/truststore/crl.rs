@@ -1,7 +1,8 @@
-//! CRL signature check at load time. webpki checks CRL signatures only while verifying a client,
-//! so a CRL signed by the wrong key would be swapped in and then refuse every client of its CA
-//! with `ClientCertCrlProcessingError`. Checking here keeps such a file from ever replacing a
-//! good store.
+//! CRL signature check at load time, and the CRL header fields read without parsing the list.
+//! webpki checks CRL signatures only while verifying a client, so a CRL signed by the wrong key
+//! would be swapped in and then refuse every client of its CA with
+//! `ClientCertCrlProcessingError`. Checking here keeps such a file from ever replacing a good
+//! store.
 
 use rustls::pki_types::SignatureVerificationAlgorithm;
 
@@ -58,6 +59,8 @@ pub struct CrlHeader<'a> {
     pub issuer: &'a [u8],
     pub this_update: &'a [u8],
     pub next_update: Option<&'a [u8]>,
+    /// keyIdentifier of the authorityKeyIdentifier extension: which key of the issuer signed.
+    pub authority_key_id: Option<&'a [u8]>,
 }
 
 pub fn header(crl_der: &[u8]) -> Option<CrlHeader<'_>> {
@@ -83,16 +86,59 @@ pub fn header(crl_der: &[u8]) -> Option<CrlHeader<'_>> {
     let (0x17 | 0x18, _, this_update, rest) = element(rest)? else {
         return None;
     };
-    let next_update = match element(rest) {
-        Some((0x17 | 0x18, _, next, _)) => Some(next),
-        _ => None,
+    let (next_update, rest) = match element(rest) {
+        Some((0x17 | 0x18, _, next, rest)) => (Some(next), rest),
+        _ => (None, rest),
+    };
+    // The revoked list is skipped by its length, never walked.
+    let rest = match element(rest) {
+        Some((0x30, _, _, after)) => after,
+        _ => rest,
     };
     Some(CrlHeader {
         has_version: tag == 0x02,
         issuer,
         this_update,
         next_update,
+        authority_key_id: extensions_key_id(rest),
     })
+}
+
+/// DER of the authorityKeyIdentifier OID, 2.5.29.35.
+const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1D, 0x23];
+
+/// The keyIdentifier in the `[0]` crlExtensions that follow the revoked list, if any.
+fn extensions_key_id(input: &[u8]) -> Option<&[u8]> {
+    let (0xA0, tagged, _, _) = element(input)? else {
+        return None;
+    };
+    let (0x30, mut list, _, _) = element(tagged)? else {
+        return None;
+    };
+    while let Some((0x30, ext, _, rest)) = element(list) {
+        list = rest;
+        let (0x06, oid, _, mut value) = element(ext)? else {
+            return None;
+        };
+        if oid != OID_AUTHORITY_KEY_ID {
+            continue;
+        }
+        if let Some((0x01, _, _, after)) = element(value) {
+            value = after; // the critical flag
+        }
+        let (0x04, octets, _, _) = element(value)? else {
+            return None;
+        };
+        let (0x30, aki, _, _) = element(octets)? else {
+            return None;
+        };
+        // keyIdentifier is [0] IMPLICIT OCTET STRING, the first field when present.
+        return match element(aki) {
+            Some((0x80, key_id, _, _)) => Some(key_id),
+            _ => None,
+        };
+    }
+    None
 }
 
 /// The issuer Name of a CRL, without its SEQUENCE header (the form webpki's `Cert::issuer`
@@ -119,8 +165,9 @@ fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((alg, key))
 }
 
-/// Checks `crl_der`'s signature against the SubjectPublicKeyInfo (`issuer_spki`, a whole DER
-/// element) of its issuing CA, with the provider's algorithms.
+/// Checks the signature of `crl_der` — or of any X.509 SIGNED structure, such as a certificate —
+/// against the SubjectPublicKeyInfo (`issuer_spki`, a whole DER element) of its issuing CA, with
+/// the provider's algorithms.
 pub fn verify_signature(
     crl_der: &[u8],
     issuer_spki: &[u8],

@@ -3,7 +3,44 @@
 
 use std::fmt::Write as _;
 
-use super::TrustStore;
+use super::{CaInfo, TrustStore};
+
+/// What is wrong with one bundle CA at `now_unix`, in words: revoked, expired, not valid yet.
+/// Clients whose chain ends at such a CA are refused.
+pub fn ca_warnings(ca: &CaInfo, now_unix: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(reason) = &ca.revoked {
+        out.push(format!(
+            "{reason}; clients whose chain ends at it are refused (ClientCertCrlHit)"
+        ));
+    }
+    if now_unix > ca.not_after_unix {
+        out.push(format!(
+            "the bundle CA {} (serial {}) expired at {}; clients whose chain ends at it are refused (ClientCertExpired)",
+            ca.subject,
+            ca.serial_hex,
+            date(ca.not_after_unix)
+        ));
+    } else if now_unix < ca.not_before_unix {
+        out.push(format!(
+            "the bundle CA {} (serial {}) is not valid before {}; clients whose chain ends at it are refused until then (ClientCertNotYetValid)",
+            ca.subject,
+            ca.serial_hex,
+            date(ca.not_before_unix)
+        ));
+    }
+    out
+}
+
+/// [`ca_warnings`] for every CA of `store`, now.
+pub fn store_warnings(store: &TrustStore) -> Vec<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    store
+        .cas
+        .iter()
+        .flat_map(|ca| ca_warnings(ca, now))
+        .collect()
+}
 
 fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -25,6 +62,7 @@ pub fn describe(store: &TrustStore) -> String {
         let _ = writeln!(s, "    - {} ({})", src.source, src.tag);
     }
     let _ = writeln!(s, "  CA certificates: {}", store.cas.len());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for ca in &store.cas {
         let _ = writeln!(
             s,
@@ -32,6 +70,9 @@ pub fn describe(store: &TrustStore) -> String {
             ca.subject,
             date(ca.not_after_unix)
         );
+        for warning in ca_warnings(ca, now) {
+            let _ = writeln!(s, "      warning: {warning}");
+        }
     }
     let _ = writeln!(
         s,

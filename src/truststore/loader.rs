@@ -138,6 +138,9 @@ pub async fn load(
     .map_err(|e| fetch_error(cfg, format!("loading task failed: {e}")))??;
 
     let (store, bundle, crls) = built;
+    for warning in super::describe::store_warnings(&store) {
+        tracing::warn!(trust_store = %cfg.name, "{warning}");
+    }
     state.probes = probes;
     state.bundle = Some(bundle);
     state.crls = crls;

@@ -3,6 +3,7 @@
 //! good store. Parsing is split into pieces (bundle, each CRL source) so a refresh re-parses
 //! only what changed.
 
+mod anchors;
 mod crl;
 pub mod describe;
 pub mod loader;
@@ -38,11 +39,17 @@ pub enum TrustStoreError {
     },
 }
 
-/// One CA of the bundle, as `describe` shows it.
+/// One CA of the bundle, as `describe` shows it and a handshake judges the trust anchor it is.
 #[derive(Debug, Clone)]
 pub struct CaInfo {
     pub subject: String,
+    /// Uppercase hex, as the serial-number header writes serials.
+    pub serial_hex: String,
+    pub not_before_unix: i64,
     pub not_after_unix: i64,
+    /// Why a CRL of the store refuses this CA (it, its issuer in the bundle, or the same CA
+    /// elsewhere in the bundle is revoked); decided when the store is assembled.
+    pub revoked: Option<String>,
 }
 
 /// One CRL of the store, as `describe` shows it.
@@ -71,6 +78,7 @@ pub struct TrustStore {
     pub ca_names: Vec<DistinguishedName>,
     /// Shared with the next store when their source did not change.
     pub crls: Vec<Arc<revocation::RevokedSerials>>,
+    /// One per trust anchor, in the order of `anchors`.
     pub cas: Vec<CaInfo>,
     pub crl_infos: Vec<CrlInfo>,
     pub limits: ChainLimits,
@@ -92,8 +100,26 @@ pub struct ParsedBundle {
     pub anchors: Vec<TrustAnchor<'static>>,
     pub ca_names: Vec<DistinguishedName>,
     pub cas: Vec<CaInfo>,
-    /// (subject, SubjectPublicKeyInfo) of each CA, to check the signatures of their CRLs.
-    ca_keys: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Names, keys and issuers of each CA, to check the signatures of their CRLs and to judge
+    /// the CAs themselves against the CRLs.
+    ca_keys: Vec<anchors::BundleCa>,
+}
+
+impl ParsedBundle {
+    /// Adds one checked CA certificate of the bundle.
+    fn push(&mut self, cert: &X509Certificate<'_>, subject: String, anchor: TrustAnchor<'static>) {
+        self.ca_names
+            .push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
+        self.ca_keys.push(anchors::BundleCa::of(cert));
+        self.cas.push(CaInfo {
+            subject,
+            serial_hex: x509::serial_hex(cert.raw_serial()),
+            not_before_unix: cert.validity().not_before.timestamp(),
+            not_after_unix: cert.validity().not_after.timestamp(),
+            revoked: None,
+        });
+        self.anchors.push(anchor);
+    }
 }
 
 /// The CRLs of one source (a PEM file may hold several).
@@ -129,6 +155,7 @@ pub fn parse_bundle(
         cas: Vec::new(),
         ca_keys: Vec::new(),
     };
+    let mut ders = Vec::new();
     for (i, item) in CertificateDer::pem_slice_iter(bundle).enumerate() {
         let n = i + 1;
         let der = item.map_err(|e| {
@@ -170,18 +197,10 @@ pub fn parse_bundle(
                 )
             })?
             .to_owned();
-        out.ca_names
-            .push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
-        out.ca_keys.push((
-            cert.subject().as_raw().to_vec(),
-            cert.public_key().raw.to_vec(),
-        ));
-        out.cas.push(CaInfo {
-            subject,
-            not_after_unix: cert.validity().not_after.timestamp(),
-        });
-        out.anchors.push(anchor);
+        out.push(&cert, subject, anchor);
+        ders.push(der);
     }
+    anchors::link_issuers(&mut out.ca_keys, &ders);
     if out.anchors.is_empty() {
         return Err(invalid(
             store,
@@ -243,8 +262,8 @@ pub fn parse_crls(
         let keys: Vec<&[u8]> = bundle
             .ca_keys
             .iter()
-            .filter(|(subject, _)| subject.as_slice() == issuer_name.as_raw())
-            .map(|(_, spki)| spki.as_slice())
+            .filter(|ca| ca.subject.as_slice() == issuer_name.as_raw())
+            .map(|ca| ca.spki.as_slice())
             .collect();
         let mut verified_spki = None;
         if keys.is_empty() {
@@ -321,8 +340,8 @@ pub fn assemble(
         name: name.to_string(),
         anchors: bundle.anchors.clone(),
         ca_names: bundle.ca_names.clone(),
+        cas: anchors::judge(&bundle.ca_keys, &bundle.cas, &all, &infos),
         crls: all,
-        cas: bundle.cas.clone(),
         crl_infos: infos,
         limits,
         version: store_version(&sources),

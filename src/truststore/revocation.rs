@@ -14,7 +14,10 @@ use webpki::BorrowedCertRevocationList;
 pub struct RevokedSerials {
     /// The CRL issuer's Name, without the outer SEQUENCE (as webpki's `Cert::issuer`).
     issuer: Vec<u8>,
-    /// Serial INTEGER contents, sorted and deduplicated, back to back.
+    /// The keyIdentifier of the CRL's authorityKeyIdentifier: which issuer key signed it.
+    key_id: Option<Vec<u8>>,
+    /// Serial INTEGER contents in canonical form (see [`canonical_serial`]), sorted and
+    /// deduplicated, back to back.
     arena: Vec<u8>,
     /// Start of each serial in `arena`, plus the end as a last element.
     offsets: Vec<u32>,
@@ -42,8 +45,36 @@ pub enum Status {
     NotApplicable,
     Good,
     Revoked,
-    /// The CRL names the issuer but its signature does not verify with the issuer's key.
+    /// The CRL names the issuer and the issuer's key (authority key identifier), but its
+    /// signature does not verify with that key.
     BadSignature,
+}
+
+/// The certificate a CRL is asked about, and the issuer key its chain uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// The certificate's issuer Name contents (without the outer SEQUENCE).
+    pub issuer: &'a [u8],
+    /// The certificate's serial INTEGER contents, as encoded.
+    pub serial: &'a [u8],
+    /// The issuer's whole SubjectPublicKeyInfo element.
+    pub issuer_spki: &'a [u8],
+    /// The certificate's authority key identifier (keyIdentifier), when known.
+    pub key_id: Option<&'a [u8]>,
+}
+
+/// The INTEGER contents with redundant leading bytes dropped (`00 05` → `05`, `FF 85` → `85`),
+/// so that serials encoded with and without them compare equal, as their values do.
+pub fn canonical_serial(mut serial: &[u8]) -> &[u8] {
+    while let [first, second, ..] = serial {
+        let redundant =
+            (*first == 0x00 && second & 0x80 == 0) || (*first == 0xFF && second & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        serial = &serial[1..];
+    }
+    serial
 }
 
 impl RevokedSerials {
@@ -57,8 +88,9 @@ impl RevokedSerials {
         let crl = BorrowedCertRevocationList::from_der(der)?;
         let mut serials: Vec<&[u8]> = Vec::new();
         for entry in &crl {
-            serials.push(entry?.serial_number);
+            serials.push(canonical_serial(entry?.serial_number));
         }
+        let header = super::crl::header(der).ok_or(webpki::Error::BadDer)?;
         let issuer = super::crl::issuer_of(der)
             .ok_or(webpki::Error::BadDer)?
             .to_vec();
@@ -74,6 +106,7 @@ impl RevokedSerials {
         offsets.push(u32::try_from(arena.len()).map_err(|_| webpki::Error::BadDer)?);
         Ok(RevokedSerials {
             issuer,
+            key_id: header.authority_key_id.map(<[u8]>::to_vec),
             arena,
             offsets,
             unverified_der: if verified_spki.is_none() {
@@ -99,11 +132,35 @@ impl RevokedSerials {
         self.len() == 0
     }
 
+    /// The issuer Name contents this CRL speaks for.
+    pub fn issuer(&self) -> &[u8] {
+        &self.issuer
+    }
+
+    /// The bundle CA key the signature verified with at load, if it was checked then.
+    pub fn verified_spki(&self) -> Option<&[u8]> {
+        self.verified_spki.as_deref()
+    }
+
+    /// The CRL's authority key identifier, if it carries one.
+    pub fn key_id(&self) -> Option<&[u8]> {
+        self.key_id.as_deref()
+    }
+
+    /// Whether judging a certificate of `issuer` needs that certificate's authority key
+    /// identifier: only CRLs whose signature is checked on use do.
+    pub fn needs_key_id(&self, issuer: &[u8]) -> bool {
+        self.verified_spki.is_none() && issuer == self.issuer.as_slice()
+    }
+
     fn entry(&self, i: usize) -> &[u8] {
         &self.arena[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
-    fn contains(&self, serial: &[u8]) -> bool {
+    /// Whether the serial (INTEGER contents, in any valid encoding) is listed; no signature or
+    /// issuer check.
+    pub fn lists(&self, serial: &[u8]) -> bool {
+        let serial = canonical_serial(serial);
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -117,7 +174,8 @@ impl RevokedSerials {
     }
 
     /// The status of the certificate with `issuer` (Name contents) and `serial` (INTEGER
-    /// contents), issued under the key `issuer_spki` (a whole SubjectPublicKeyInfo element).
+    /// contents), issued under the key `issuer_spki` (a whole SubjectPublicKeyInfo element),
+    /// when the certificate's authority key identifier is not known.
     pub fn status(
         &self,
         issuer: &[u8],
@@ -125,18 +183,47 @@ impl RevokedSerials {
         issuer_spki: &[u8],
         algorithms: &[&dyn SignatureVerificationAlgorithm],
     ) -> Status {
-        if issuer != self.issuer.as_slice() {
+        let query = Query {
+            issuer,
+            serial,
+            issuer_spki,
+            key_id: None,
+        };
+        self.judge(&query, algorithms)
+    }
+
+    /// What this CRL says about `q`. A CRL applies when it names the certificate's issuer and
+    /// is signed by the key the chain uses for that issuer. One with the name but another key
+    /// (the old or new key of a CA that rolled its key over) does not apply. Only a CRL that
+    /// also claims that very key, by authority key identifier, and does not verify with it is
+    /// `BadSignature`: a damaged or forged CRL, not a rollover.
+    pub fn judge(
+        &self,
+        q: &Query<'_>,
+        algorithms: &[&dyn SignatureVerificationAlgorithm],
+    ) -> Status {
+        if q.issuer != self.issuer.as_slice() {
             return Status::NotApplicable;
         }
         if let Some(spki) = &self.verified_spki {
-            if spki.as_slice() != issuer_spki {
-                // Same name, other key: this CRL does not speak for that issuer.
+            if spki.as_slice() != q.issuer_spki {
                 return Status::NotApplicable;
             }
-        } else if !self.signed_with(issuer_spki, algorithms) {
-            return Status::BadSignature;
+        } else {
+            let same_key_id = match (self.key_id.as_deref(), q.key_id) {
+                (Some(crl), Some(cert)) if crl != cert => return Status::NotApplicable,
+                (Some(_), Some(_)) => true,
+                _ => false,
+            };
+            if !self.signed_with(q.issuer_spki, algorithms) {
+                return if same_key_id {
+                    Status::BadSignature
+                } else {
+                    Status::NotApplicable
+                };
+            }
         }
-        if self.contains(serial) {
+        if self.lists(q.serial) {
             Status::Revoked
         } else {
             Status::Good
@@ -237,18 +324,82 @@ mod tests {
             Status::NotApplicable
         );
 
-        // Not checked at load: verified on first use with the key the path offers.
+        // Not checked at load: verified on first use with the key the path offers. Another
+        // key with the same name is a key rollover: the CRL does not apply to its chains.
         let lazy = RevokedSerials::new(&der, None).unwrap();
         assert_eq!(lazy.status(&name, &[0x05], &spki, algs), Status::Revoked);
         assert_eq!(
             lazy.status(&name, &[0x05], &other_spki, algs),
-            Status::BadSignature
+            Status::NotApplicable
         );
         assert_eq!(
             lazy.status(&name, &[0x05], &other_spki, algs),
-            Status::BadSignature,
+            Status::NotApplicable,
             "cached"
         );
+    }
+
+    #[test]
+    fn an_unchecked_crl_is_matched_by_authority_key_identifier() {
+        let algs = crate::crypto::crypto_provider()
+            .signature_verification_algorithms
+            .all;
+        let (spki, issuer) = ca("rolled CA");
+        let (other_spki, _) = ca("rolled CA");
+        let der = crl(&issuer, &[&[0x05]]);
+        let name = super::super::crl::issuer_of(&der).unwrap().to_vec();
+        let lazy = RevokedSerials::new(&der, None).unwrap();
+        let key_id = lazy
+            .key_id()
+            .expect("rcgen writes an authority key identifier")
+            .to_vec();
+        let ask = |issuer_spki: &[u8], key_id: Option<&[u8]>| {
+            lazy.judge(
+                &Query {
+                    issuer: &name,
+                    serial: &[0x05],
+                    issuer_spki,
+                    key_id,
+                },
+                algs,
+            )
+        };
+        assert_eq!(ask(&spki, Some(&key_id)), Status::Revoked);
+        // The certificate names another key of that CA: not this CRL's business.
+        assert_eq!(
+            ask(&other_spki, Some(b"another key id")),
+            Status::NotApplicable
+        );
+        assert_eq!(ask(&spki, Some(b"another key id")), Status::NotApplicable);
+        // The CRL claims the very key the chain uses, and does not verify with it.
+        assert_eq!(ask(&other_spki, Some(&key_id)), Status::BadSignature);
+        assert!(lazy.needs_key_id(&name));
+        let checked = RevokedSerials::new(&der, Some(spki.clone())).unwrap();
+        assert!(!checked.needs_key_id(&name));
+    }
+
+    #[test]
+    fn serials_match_whatever_redundant_leading_bytes_they_carry() {
+        assert_eq!(canonical_serial(&[0x00, 0x05]), &[0x05]);
+        assert_eq!(canonical_serial(&[0x00, 0x00, 0x05, 0x00]), &[0x05, 0x00]);
+        assert_eq!(
+            canonical_serial(&[0x00, 0x85]),
+            &[0x00, 0x85],
+            "a needed sign byte stays"
+        );
+        assert_eq!(canonical_serial(&[0x00, 0x00, 0x85]), &[0x00, 0x85]);
+        assert_eq!(canonical_serial(&[0xFF, 0x85]), &[0x85]);
+        assert_eq!(canonical_serial(&[0xFF, 0x05]), &[0xFF, 0x05]);
+        assert_eq!(canonical_serial(&[0x00]), &[0x00]);
+        assert_eq!(canonical_serial(&[]), &[] as &[u8]);
+        let (spki, issuer) = ca("serial CA");
+        let der = crl(&issuer, &[&[0x05, 0x11], &[0x00, 0x92]]);
+        let index = RevokedSerials::new(&der, Some(spki)).unwrap();
+        assert!(index.lists(&[0x05, 0x11]));
+        assert!(index.lists(&[0x00, 0x05, 0x11]));
+        assert!(index.lists(&[0x00, 0x92]));
+        assert!(index.lists(&[0x00, 0x00, 0x92]));
+        assert!(!index.lists(&[0x92]), "0x92 alone is a negative number");
     }
 
     #[test]

@@ -18,3 +18,24 @@ pub enum X509Error {
     #[error("certificate is not valid DER X.509: {0}")]
     Parse(String),
 }
+
+/// The keyIdentifier of a certificate's authorityKeyIdentifier extension: which key of its
+/// issuer signed it (RFC 5280 §4.2.1.1), used to tell apart the keys of a CA that rolled over.
+pub fn authority_key_id<'a>(
+    cert: &'a x509_parser::certificate::X509Certificate<'_>,
+) -> Option<&'a [u8]> {
+    use x509_parser::extensions::ParsedExtension;
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref(),
+            _ => None,
+        })
+        .map(|id| id.0)
+}
+
+/// [`authority_key_id`] of a DER certificate; `None` when it does not parse.
+pub fn authority_key_id_of(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    authority_key_id(&cert).map(<[u8]>::to_vec)
+}

@@ -154,6 +154,16 @@ pub fn root_ca(cn: &str) -> Ca {
     root_ca_with(cn, KeyKind::EcP256)
 }
 
+/// Self-signed EC P-256 root CA valid from `not_before` to `not_after` (e.g. already expired).
+pub fn root_ca_valid(cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Ca {
+    let key = KeyKind::EcP256.generate();
+    let mut params = ca_params(cn);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let cert = params.self_signed(&key).expect("self-sign root");
+    ca_from(params, key, cert, cn)
+}
+
 /// Self-signed root CA with the given key kind.
 pub fn root_ca_with(cn: &str, key: KeyKind) -> Ca {
     let key = key.generate();
@@ -188,6 +198,24 @@ impl Ca {
         let key = key.generate();
         let mut params = ca_params(cn);
         params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign intermediate");
+        ca_from(params, key, cert, cn)
+    }
+
+    /// EC P-256 intermediate CA signed by `self`, valid from `not_before` to `not_after`.
+    pub fn intermediate_valid(
+        &self,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Ca {
+        let key = KeyKind::EcP256.generate();
+        let mut params = ca_params(cn);
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before;
+        params.not_after = not_after;
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign intermediate");
@@ -277,6 +305,33 @@ impl Ca {
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
     ) -> Crl {
+        self.crl_with(
+            revoked_serials,
+            this_update,
+            next_update,
+            KeyIdMethod::Sha256,
+        )
+    }
+
+    /// CRL like [`Ca::crl`] whose authority key identifier claims `key_id` instead of this
+    /// CA's own key: a CRL that says it comes from another CA's key (forged or damaged).
+    pub fn crl_claiming_key_id(&self, key_id: &[u8], revoked_serials: &[&[u8]]) -> Crl {
+        let now = OffsetDateTime::now_utc();
+        self.crl_with(
+            revoked_serials,
+            now - Duration::hours(1),
+            now + Duration::days(7),
+            KeyIdMethod::PreSpecified(key_id.to_vec()),
+        )
+    }
+
+    fn crl_with(
+        &self,
+        revoked_serials: &[&[u8]],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        key_identifier_method: KeyIdMethod,
+    ) -> Crl {
         let params = CertificateRevocationListParams {
             this_update,
             next_update,
@@ -291,13 +346,26 @@ impl Ca {
                     invalidity_date: None,
                 })
                 .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
+            key_identifier_method,
         };
         let crl = params.signed_by(&self.issuer).expect("sign CRL");
         Crl {
             der: crl.der().to_vec(),
             pem: crl.pem().expect("CRL PEM"),
         }
+    }
+
+    /// The keyIdentifier of this CA's subjectKeyIdentifier extension.
+    pub fn key_id(&self) -> Vec<u8> {
+        use x509_parser::extensions::ParsedExtension;
+        let (_, cert) = x509_parser::parse_x509_certificate(&self.der).expect("CA parses");
+        cert.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+            .expect("rcgen writes a subject key identifier for CAs")
     }
 
     /// CRL (this_update now-1h, next_update now+7d, number 1) revoking the given serials.
@@ -319,6 +387,70 @@ impl Ca {
         self.crl(revoked_serials).pem
     }
 
+    /// A CRL of `self` written byte by byte, so that its serials are exactly the given INTEGER
+    /// contents (rcgen would re-encode them minimally): e.g. with a redundant leading 0x00.
+    /// Needs an EC P-256 CA. thisUpdate now-1h, nextUpdate now+7d, CRL number 1.
+    pub fn crl_with_raw_serials(&self, serials: &[&[u8]]) -> Crl {
+        use rcgen::SigningKey;
+        const ECDSA_SHA256: &[u8] = &[
+            0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02,
+        ];
+        let (_, cert) = x509_parser::parse_x509_certificate(&self.der).expect("CA parses");
+        let now = OffsetDateTime::now_utc();
+        let utc = |t: OffsetDateTime| {
+            let text = format!(
+                "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+                t.year() % 100,
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            der_tlv(0x17, text.as_bytes())
+        };
+        let entries: Vec<u8> = serials
+            .iter()
+            .flat_map(|serial| {
+                der_tlv(
+                    0x30,
+                    &[der_tlv(0x02, serial), utc(now - Duration::hours(1))].concat(),
+                )
+            })
+            .collect();
+        let crl_number = der_tlv(
+            0x30,
+            &[
+                der_tlv(0x06, &[0x55, 0x1D, 0x14]),
+                der_tlv(0x04, &der_tlv(0x02, &[1])),
+            ]
+            .concat(),
+        );
+        let tbs = der_tlv(
+            0x30,
+            &[
+                der_tlv(0x02, &[1]),
+                ECDSA_SHA256.to_vec(),
+                cert.subject().as_raw().to_vec(),
+                utc(now - Duration::hours(1)),
+                utc(now + Duration::days(7)),
+                der_tlv(0x30, &entries),
+                der_tlv(0xA0, &der_tlv(0x30, &crl_number)),
+            ]
+            .concat(),
+        );
+        let signature = self.issuer.key().sign(&tbs).expect("sign CRL");
+        let bits = [&[0u8][..], &signature].concat();
+        let der = der_tlv(
+            0x30,
+            &[tbs, ECDSA_SHA256.to_vec(), der_tlv(0x03, &bits)].concat(),
+        );
+        Crl {
+            pem: String::from_utf8(pem_of("X509 CRL", &der)).expect("PEM is ASCII"),
+            der,
+        }
+    }
+
     /// The CA's private key as PKCS#8 PEM.
     pub fn key_pem(&self) -> String {
         self.issuer.key().serialize_pem()
@@ -327,6 +459,35 @@ impl Ca {
     pub fn cert_der(&self) -> CertificateDer<'static> {
         CertificateDer::from(self.der.clone())
     }
+}
+
+/// One DER element: tag, definite length, contents.
+pub fn der_tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// PEM text of one DER object under `label`.
+pub fn pem_of(label: &str, der: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out.into_bytes()
 }
 
 /// A signed CRL.
