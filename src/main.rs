@@ -242,6 +242,7 @@ fn describe(
             revocation_lists: crls.into_iter().map(Source::File).collect(),
             refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
             limits: ChainLimits::default(),
+            revocation_lists_expired: config::ExpiredCrls::Use,
         };
         print!(
             "{}",

@@ -432,6 +432,41 @@ fn check_and_describe_warn_about_expired_and_revoked_bundle_cas() {
 }
 
 #[test]
+fn check_and_describe_mark_a_crl_past_its_next_update() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let cfg = write_config(dir.path(), &pki, unused_backend(), VERIFY, "");
+    let stale = pki.inter.crl_at(
+        &[&pki.revoked.serial],
+        now - time::Duration::days(8),
+        now - time::Duration::days(1),
+    );
+    write_pem(dir.path(), "inter.crl.pem", &stale.pem);
+    let next = next_update_of(&stale.der);
+    let warning = format!(
+        "the CRL from CN=certgate test intermediate ({}) is past its nextUpdate {next}; still in use",
+        dir.path().join("inter.crl.pem").display()
+    );
+
+    let (status, out, err) = ChildGuard::run(&["check", "-c", path_str(&cfg)], dir.path());
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(&out, &[&format!("warning: {warning}")]);
+    let (status, out, err) = ChildGuard::run(
+        &["truststore", "describe", "-c", path_str(&cfg), "corp"],
+        dir.path(),
+    );
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert_all(
+        &out,
+        &[
+            &format!("next update: {next} (EXPIRED: past nextUpdate)"),
+            &format!("warning: {warning}"),
+        ],
+    );
+}
+
+#[test]
 fn truststore_describe_refuses_a_garbage_crl() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();

@@ -95,6 +95,8 @@ pub struct TrustStoreFile {
     pub max_chain_depth: Option<usize>,
     /// Largest accepted client certificate in bytes of DER (ALB: 16 KiB).
     pub max_client_certificate_size: Option<usize>,
+    /// `"use"` (default) or `"reject"`: what a CRL past its nextUpdate means.
+    pub revocation_lists_expired: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@ use x509_parser::public_key::PublicKey;
 use super::status::{from_webpki, Failure, VerifyCode};
 use super::Policy;
 use crate::config::ChainLimits;
+use crate::truststore::freshness;
 use crate::truststore::revocation::{Query, Status};
 use crate::truststore::{CaInfo, TrustStore};
 use crate::x509;
@@ -257,7 +258,7 @@ impl PathChecker<'_> {
         }
         let checked = check_anchor(self.store, path.anchor(), self.time)
             .and_then(|()| check_path_cas(path).map_err(encoding))
-            .and_then(|()| check_revocation(self.store, path, self.algorithms));
+            .and_then(|()| check_revocation(self.store, path, self.algorithms, self.time));
         if checked.is_ok() {
             *self.kept.borrow_mut() = kept_of(path, self.presented);
         }
@@ -402,12 +403,13 @@ fn check_revocation(
     store: &TrustStore,
     path: &webpki::VerifiedPath<'_>,
     algorithms: &WebPkiSupportedAlgorithms,
+    now: UnixTime,
 ) -> Result<(), Refusal> {
     if store.crls.is_empty() {
         return Ok(());
     }
     let intermediates: Vec<&webpki::Cert<'_>> = path.intermediate_certificates().collect();
-    let anchor_spki = der_sequence(path.anchor().subject_public_key_info.as_ref());
+    let anchor_spki = x509::der_sequence(path.anchor().subject_public_key_info.as_ref());
     let certs = std::iter::once(&**path.end_entity()).chain(intermediates.iter().copied());
     for (k, cert) in certs.enumerate() {
         let intermediate_spki = intermediates.get(k).map(|i| i.subject_public_key_info());
@@ -427,23 +429,38 @@ fn check_revocation(
             issuer_spki,
             key_id: key_id.as_deref(),
         };
-        for crl in &store.crls {
-            revocation_refusal(crl.judge(&query, algorithms.all), k, cert.serial())?;
+        for (crl, info) in store.crls.iter().zip(&store.crl_infos) {
+            let status = crl.judge(&query, algorithms.all);
+            revocation_refusal(&status, k, cert.serial())?;
+            let now_unix = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            if let Some(why) = freshness::expired_refusal(store, crl, info, now_unix) {
+                if status == Status::Good {
+                    let why = format!("{why}; it covers the {}", what(k));
+                    let code = VerifyCode::CrlProcessingError;
+                    return Err((
+                        Failure::new(code, why),
+                        CertificateError::UnknownRevocationStatus,
+                    ));
+                }
+            }
         }
     }
     Ok(())
 }
 
+/// Certificate `k` of the path, in words (0 = the leaf).
+fn what(k: usize) -> String {
+    if k == 0 {
+        "client certificate".to_string()
+    } else {
+        format!("intermediate #{k} of the client chain")
+    }
+}
+
 /// The refusal for what a CRL said about certificate `k` of the path (0 = the leaf).
-fn revocation_refusal(status: Status, k: usize, serial: &[u8]) -> Result<(), Refusal> {
-    let what = || {
-        if k == 0 {
-            "client certificate".to_string()
-        } else {
-            format!("intermediate #{k} of the client chain")
-        }
-    };
-    match status {
+fn revocation_refusal(status: &Status, k: usize, serial: &[u8]) -> Result<(), Refusal> {
+    let what = || what(k);
+    match *status {
         Status::Good | Status::NotApplicable => Ok(()),
         Status::Revoked => Err((
             Failure::new(
@@ -467,21 +484,4 @@ fn revocation_refusal(status: Status, k: usize, serial: &[u8]) -> Result<(), Ref
             CertificateError::UnknownRevocationStatus,
         )),
     }
-}
-
-/// Wraps DER contents in a SEQUENCE header (webpki keeps trust-anchor keys without it).
-fn der_sequence(contents: &[u8]) -> Vec<u8> {
-    let len = contents.len();
-    let mut out = Vec::with_capacity(len + 6);
-    out.push(0x30);
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(contents);
-    out
 }

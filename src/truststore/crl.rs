@@ -61,6 +61,8 @@ pub struct CrlHeader<'a> {
     pub next_update: Option<&'a [u8]>,
     /// keyIdentifier of the authorityKeyIdentifier extension: which key of the issuer signed.
     pub authority_key_id: Option<&'a [u8]>,
+    /// The cRLNumber extension's INTEGER contents.
+    pub crl_number: Option<&'a [u8]>,
 }
 
 pub fn header(crl_der: &[u8]) -> Option<CrlHeader<'_>> {
@@ -100,15 +102,23 @@ pub fn header(crl_der: &[u8]) -> Option<CrlHeader<'_>> {
         issuer,
         this_update,
         next_update,
-        authority_key_id: extensions_key_id(rest),
+        authority_key_id: extension(rest, OID_AUTHORITY_KEY_ID).and_then(key_id_of),
+        crl_number: extension(rest, OID_CRL_NUMBER).and_then(|v| match element(v) {
+            Some((0x02, number, _, _)) => Some(number),
+            _ => None,
+        }),
     })
 }
 
 /// DER of the authorityKeyIdentifier OID, 2.5.29.35.
 const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1D, 0x23];
 
-/// The keyIdentifier in the `[0]` crlExtensions that follow the revoked list, if any.
-fn extensions_key_id(input: &[u8]) -> Option<&[u8]> {
+/// DER of the cRLNumber OID, 2.5.29.20.
+const OID_CRL_NUMBER: &[u8] = &[0x55, 0x1D, 0x14];
+
+/// The extnValue contents of extension `oid` in the `[0]` crlExtensions that follow the revoked
+/// list, if any.
+fn extension<'a>(input: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
     let (0xA0, tagged, _, _) = element(input)? else {
         return None;
     };
@@ -117,10 +127,10 @@ fn extensions_key_id(input: &[u8]) -> Option<&[u8]> {
     };
     while let Some((0x30, ext, _, rest)) = element(list) {
         list = rest;
-        let (0x06, oid, _, mut value) = element(ext)? else {
+        let (0x06, id, _, mut value) = element(ext)? else {
             return None;
         };
-        if oid != OID_AUTHORITY_KEY_ID {
+        if id != oid {
             continue;
         }
         if let Some((0x01, _, _, after)) = element(value) {
@@ -129,16 +139,21 @@ fn extensions_key_id(input: &[u8]) -> Option<&[u8]> {
         let (0x04, octets, _, _) = element(value)? else {
             return None;
         };
-        let (0x30, aki, _, _) = element(octets)? else {
-            return None;
-        };
-        // keyIdentifier is [0] IMPLICIT OCTET STRING, the first field when present.
-        return match element(aki) {
-            Some((0x80, key_id, _, _)) => Some(key_id),
-            _ => None,
-        };
+        return Some(octets);
     }
     None
+}
+
+/// The keyIdentifier of an AuthorityKeyIdentifier value.
+fn key_id_of(octets: &[u8]) -> Option<&[u8]> {
+    let (0x30, aki, _, _) = element(octets)? else {
+        return None;
+    };
+    // keyIdentifier is [0] IMPLICIT OCTET STRING, the first field when present.
+    match element(aki) {
+        Some((0x80, key_id, _, _)) => Some(key_id),
+        _ => None,
+    }
 }
 
 /// The issuer Name of a CRL, without its SEQUENCE header (the form webpki's `Cert::issuer`

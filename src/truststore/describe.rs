@@ -32,17 +32,19 @@ pub fn ca_warnings(ca: &CaInfo, now_unix: i64) -> Vec<String> {
     out
 }
 
-/// [`ca_warnings`] for every CA of `store`, now.
+/// [`ca_warnings`] for every CA of `store`, then every CRL past its nextUpdate, now.
 pub fn store_warnings(store: &TrustStore) -> Vec<String> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    store
+    let mut out: Vec<String> = store
         .cas
         .iter()
         .flat_map(|ca| ca_warnings(ca, now))
-        .collect()
+        .collect();
+    out.extend(super::freshness::expired_crl_warnings(store, now));
+    out
 }
 
-fn date(unix: i64) -> String {
+pub(crate) fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
@@ -81,15 +83,24 @@ pub fn describe(store: &TrustStore) -> String {
         store.revoked_entries()
     );
     for crl in &store.crl_infos {
+        let expired = crl.next_update_unix.is_some_and(|next| now > next);
         let next = crl
             .next_update_unix
             .map(date)
             .unwrap_or_else(|| "none".to_string());
+        let next = if expired {
+            format!("{next} (EXPIRED: past nextUpdate)")
+        } else {
+            next
+        };
         let _ = writeln!(s, "    - issuer: {}", crl.issuer);
         let _ = writeln!(s, "      source: {}", crl.source);
         let _ = writeln!(s, "      revoked entries: {}", crl.revoked_entries);
         let _ = writeln!(s, "      this update: {}", date(crl.this_update_unix));
         let _ = writeln!(s, "      next update: {next}");
+    }
+    for warning in super::freshness::expired_crl_warnings(store, now) {
+        let _ = writeln!(s, "  warning: {warning}");
     }
     let _ = writeln!(
         s,

@@ -44,11 +44,14 @@ enum CrlInput {
 /// Loads `cfg`. With `force` every source is fetched; otherwise only sources whose probe
 /// changed since `state` was last committed (and every CRL when the bundle changed, since
 /// CRL signatures are checked against the bundle). Returns `Ok(None)` when nothing changed.
+/// A CRL older than its counterpart in `in_service` fails the load (see
+/// [`super::freshness::check_no_rollback`]): the store in service stays, as for any load error.
 pub async fn load(
     cfg: &TrustStoreConfig,
     sources: &Sources,
     state: &mut StoreState,
     force: bool,
+    in_service: Option<&TrustStore>,
 ) -> Result<Option<TrustStore>, TrustStoreError> {
     let srcs = sources_of(cfg);
     let mut probes = Vec::with_capacity(srcs.len());
@@ -137,7 +140,11 @@ pub async fn load(
     .await
     .map_err(|e| fetch_error(cfg, format!("loading task failed: {e}")))??;
 
-    let (store, bundle, crls) = built;
+    let (mut store, bundle, crls) = built;
+    store.expired_crls = cfg.revocation_lists_expired;
+    if let Some(old) = in_service {
+        super::freshness::check_no_rollback(old, &store)?;
+    }
     for warning in super::describe::store_warnings(&store) {
         tracing::warn!(trust_store = %cfg.name, "{warning}");
     }
@@ -163,7 +170,7 @@ pub async fn load_all(
     let mut states = std::collections::BTreeMap::new();
     for (name, ts) in &cfg.trust_stores {
         let mut state = StoreState::default();
-        let store = load(ts, sources, &mut state, true).await?;
+        let store = load(ts, sources, &mut state, true, None).await?;
         if let Some(store) = store {
             stores.insert(name.clone(), Arc::new(store));
         }
@@ -177,7 +184,7 @@ pub async fn load_one(
     cfg: &TrustStoreConfig,
     sources: &Sources,
 ) -> Result<TrustStore, TrustStoreError> {
-    load(cfg, sources, &mut StoreState::default(), true)
+    load(cfg, sources, &mut StoreState::default(), true, None)
         .await?
         .ok_or_else(|| fetch_error(cfg, "nothing loaded".to_string()))
 }

@@ -6,6 +6,7 @@
 mod anchors;
 mod crl;
 pub mod describe;
+pub mod freshness;
 pub mod loader;
 pub mod reload;
 pub mod revocation;
@@ -82,6 +83,8 @@ pub struct TrustStore {
     pub cas: Vec<CaInfo>,
     pub crl_infos: Vec<CrlInfo>,
     pub limits: ChainLimits,
+    /// What a CRL past its nextUpdate means at handshake time.
+    pub expired_crls: crate::config::ExpiredCrls,
     pub sources: Vec<SourceVersion>,
     /// Derived from the sources' tags: equal on every host serving the same objects, and
     /// changed whenever any source changes; logged with every connection.
@@ -344,6 +347,7 @@ pub fn assemble(
         crls: all,
         crl_infos: infos,
         limits,
+        expired_crls: crate::config::ExpiredCrls::Use,
         version: store_version(&sources),
         sources,
     }

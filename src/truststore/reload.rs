@@ -61,7 +61,8 @@ impl Reloader {
             return Ok(false);
         };
         let mut state = state.lock().await;
-        match loader::load(cfg, &self.sources, &mut state, force).await {
+        let in_service = self.published.borrow().get(name).cloned();
+        match loader::load(cfg, &self.sources, &mut state, force, in_service.as_deref()).await {
             Ok(None) => Ok(false),
             Ok(Some(new)) => Ok(self.publish(new)),
             Err(e) => {

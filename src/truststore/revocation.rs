@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::SignatureVerificationAlgorithm;
 use webpki::BorrowedCertRevocationList;
+use x509_parser::prelude::FromDer;
 
 /// The serials revoked by one CRL, and what is known about its signature.
 pub struct RevokedSerials {
@@ -27,6 +28,11 @@ pub struct RevokedSerials {
     unverified_der: Option<Arc<Vec<u8>>>,
     /// Issuer keys already tried on `unverified_der`, with the outcome.
     checked: RwLock<Vec<(Vec<u8>, bool)>>,
+    /// thisUpdate and nextUpdate, in Unix seconds: a handshake compares a number, parses nothing.
+    this_update_unix: i64,
+    next_update_unix: Option<i64>,
+    /// The cRLNumber INTEGER contents in canonical form, when the CRL has one.
+    crl_number: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RevokedSerials {
@@ -94,6 +100,13 @@ impl RevokedSerials {
         let issuer = super::crl::issuer_of(der)
             .ok_or(webpki::Error::BadDer)?
             .to_vec();
+        let time = |t: &[u8]| {
+            x509_parser::time::ASN1Time::from_der(t)
+                .map(|(_, t)| t.timestamp())
+                .map_err(|_| webpki::Error::BadDer)
+        };
+        let this_update_unix = time(header.this_update)?;
+        let next_update_unix = header.next_update.map(time).transpose()?;
         serials.sort_unstable();
         serials.dedup();
         let total: usize = serials.iter().map(|s| s.len()).sum();
@@ -116,7 +129,38 @@ impl RevokedSerials {
             },
             verified_spki,
             checked: RwLock::new(Vec::new()),
+            this_update_unix,
+            next_update_unix,
+            crl_number: header.crl_number.map(|n| canonical_serial(n).to_vec()),
         })
+    }
+
+    pub fn this_update_unix(&self) -> i64 {
+        self.this_update_unix
+    }
+
+    pub fn next_update_unix(&self) -> Option<i64> {
+        self.next_update_unix
+    }
+
+    /// Whether the CRL is past its nextUpdate at `now_unix`.
+    pub fn expired_at(&self, now_unix: i64) -> bool {
+        self.next_update_unix.is_some_and(|next| now_unix > next)
+    }
+
+    /// The cRLNumber (INTEGER contents without redundant leading bytes), if present.
+    pub fn crl_number(&self) -> Option<&[u8]> {
+        self.crl_number.as_deref()
+    }
+
+    /// Whether `other` speaks for the same issuer: same name, and the same key (the one the
+    /// signature verified with, else the authority key identifier).
+    pub fn same_authority(&self, other: &RevokedSerials) -> bool {
+        self.issuer == other.issuer
+            && match (&self.verified_spki, &other.verified_spki) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.key_id == other.key_id,
+            }
     }
 
     pub fn len(&self) -> usize {

@@ -39,3 +39,20 @@ pub fn authority_key_id_of(der: &[u8]) -> Option<Vec<u8>> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     authority_key_id(&cert).map(<[u8]>::to_vec)
 }
+
+/// Wraps DER contents in a SEQUENCE header (webpki keeps trust-anchor keys without it).
+pub fn der_sequence(contents: &[u8]) -> Vec<u8> {
+    let len = contents.len();
+    let mut out = Vec::with_capacity(len + 6);
+    out.push(0x30);
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+    out
+}

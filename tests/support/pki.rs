@@ -309,8 +309,20 @@ impl Ca {
             revoked_serials,
             this_update,
             next_update,
-            KeyIdMethod::Sha256,
+            (KeyIdMethod::Sha256, 1),
         )
+    }
+
+    /// Like [`Ca::crl_at`], with CRL number `number`.
+    pub fn crl_numbered(
+        &self,
+        revoked_serials: &[&[u8]],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        number: u64,
+    ) -> Crl {
+        let method = (KeyIdMethod::Sha256, number);
+        self.crl_with(revoked_serials, this_update, next_update, method)
     }
 
     /// CRL like [`Ca::crl`] whose authority key identifier claims `key_id` instead of this
@@ -321,7 +333,7 @@ impl Ca {
             revoked_serials,
             now - Duration::hours(1),
             now + Duration::days(7),
-            KeyIdMethod::PreSpecified(key_id.to_vec()),
+            (KeyIdMethod::PreSpecified(key_id.to_vec()), 1),
         )
     }
 
@@ -330,12 +342,12 @@ impl Ca {
         revoked_serials: &[&[u8]],
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
-        key_identifier_method: KeyIdMethod,
+        (key_identifier_method, number): (KeyIdMethod, u64),
     ) -> Crl {
         let params = CertificateRevocationListParams {
             this_update,
             next_update,
-            crl_number: SerialNumber::from_slice(&[1]),
+            crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: revoked_serials
                 .iter()

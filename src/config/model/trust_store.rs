@@ -17,6 +17,18 @@ pub struct TrustStoreConfig {
     pub revocation_lists: Vec<Source>,
     pub refresh_interval: Duration,
     pub limits: ChainLimits,
+    pub revocation_lists_expired: ExpiredCrls,
+}
+
+/// What a CRL past its nextUpdate means for the certificates it covers
+/// (`revocation_lists_expired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpiredCrls {
+    /// Still used as it is (a warning at load): a late CRL publisher does not lock clients out.
+    #[default]
+    Use,
+    /// The revocation status is unknown: `ClientCertCrlProcessingError`.
+    Reject,
 }
 
 /// Where trust-store material comes from.

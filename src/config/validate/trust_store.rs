@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::problems::{bounded, secs, source, Problems};
 use crate::config::file::TrustStoreFile;
-use crate::config::model::{ChainLimits, Source, TrustStoreConfig, DEFAULT_REFRESH_INTERVAL};
+use crate::config::model::{
+    ChainLimits, ExpiredCrls, Source, TrustStoreConfig, DEFAULT_REFRESH_INTERVAL,
+};
 
 /// Every declared trust store, by name; listeners look theirs up here.
 pub(super) fn trust_stores(
@@ -45,6 +47,21 @@ fn trust_store(name: &str, ts: &TrustStoreFile, base: &Path, p: &mut Problems) -
             p,
         ),
         limits,
+        revocation_lists_expired: expired_crls(&key, ts, p),
+    }
+}
+
+fn expired_crls(key: &str, ts: &TrustStoreFile, p: &mut Problems) -> ExpiredCrls {
+    match ts.revocation_lists_expired.as_deref() {
+        None | Some("use") => ExpiredCrls::Use,
+        Some("reject") => ExpiredCrls::Reject,
+        Some(other) => {
+            p.push(
+                &format!("{key}.revocation_lists_expired"),
+                format!("{other:?} is not one of \"use\", \"reject\""),
+            );
+            ExpiredCrls::Use
+        }
     }
 }
 
