@@ -196,6 +196,16 @@ async fn a_reload_never_replaces_a_crl_by_an_older_one() {
         "{problems:?}"
     );
     assert_eq!(proxy.server.trust_store_version("corp").unwrap(), version);
+    assert!(get(proxy.addr, revoked.clone(), "/").await.is_err());
+
+    // An older CRL beside the current one of the same issuer takes nothing away: no rollback,
+    // on this reload or the next.
+    let both = Crl {
+        der: Vec::new(),
+        pem: format!("{}{}", old.pem, five.pem),
+    };
+    assert_eq!(reload_with(&proxy, &both).await, Vec::<String>::new());
+    assert_eq!(proxy.server.reload().await, Vec::<String>::new());
     assert!(get(proxy.addr, revoked, "/").await.is_err());
     let good = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
     assert_eq!(get(proxy.addr, good, "/").await.unwrap(), 200);

@@ -50,24 +50,30 @@ pub fn expired_refusal(
     ))
 }
 
-/// Refuses `new` when one of its CRLs is older than the CRL in service in `old` for the same
-/// issuer name and key: an earlier thisUpdate, or a lower CRL number when both carry one. A
-/// replayed or rolled-back CRL could otherwise un-revoke certificates.
+/// Refuses `new` when it would roll a CRL back: for a CRL in service in `old`, every CRL of
+/// `new` from the same issuer name and key is older (an earlier thisUpdate, or a lower CRL
+/// number when both carry one). A replayed or rolled-back CRL could otherwise un-revoke
+/// certificates. An older CRL beside the current one of its issuer takes nothing away (every
+/// CRL of a store applies), so it is no rollback.
 pub fn check_no_rollback(old: &TrustStore, new: &TrustStore) -> Result<(), TrustStoreError> {
-    for (crl, info) in new.crls.iter().zip(&new.crl_infos) {
-        let in_service = old
+    for (o, o_info) in old.crls.iter().zip(&old.crl_infos) {
+        let mut same = new
             .crls
             .iter()
-            .zip(&old.crl_infos)
-            .filter(|(o, _)| o.same_authority(crl));
-        for (o, o_info) in in_service {
-            if let Some(reason) = older(crl, info, o, o_info) {
-                return Err(TrustStoreError::Invalid {
-                    store: new.name.clone(),
-                    source_name: info.source.clone(),
-                    reason,
-                });
-            }
+            .zip(&new.crl_infos)
+            .filter(|(n, _)| n.same_authority(o))
+            .peekable();
+        let Some((_, first_info)) = same.peek().copied() else {
+            continue;
+        };
+        let reasons: Option<Vec<String>> =
+            same.map(|(n, info)| older(n, info, o, o_info)).collect();
+        if let Some(reason) = reasons.and_then(|r| r.into_iter().next()) {
+            return Err(TrustStoreError::Invalid {
+                store: new.name.clone(),
+                source_name: first_info.source.clone(),
+                reason,
+            });
         }
     }
     Ok(())
