@@ -725,3 +725,107 @@ async fn f_truststore_describe_shows_the_s3_sources_and_the_version() {
         "check and describe read the same objects"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// An endpoint that sends objects without Content-Length
+// ---------------------------------------------------------------------------------------------
+
+/// A body of 64 KiB frames until `left` bytes are given, counting what it gave.
+struct Endless {
+    left: u64,
+    given: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl hyper::body::Body for Endless {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(64 * 1024);
+        self.left -= n;
+        self.given
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let frame = hyper::body::Frame::data(bytes::Bytes::from(vec![b'A'; n as usize]));
+        std::task::Poll::Ready(Some(Ok(frame)))
+    }
+}
+
+/// An S3-like endpoint on 127.0.0.1 that answers every GET with 256 MiB in chunked encoding
+/// (no Content-Length) and every HEAD with an ETag. Returns its URL and the bytes its bodies
+/// have handed to the connection so far.
+async fn endless_s3() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let given = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = given.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let left = if req.method() == http::Method::GET {
+                        256 << 20
+                    } else {
+                        0
+                    };
+                    let body = Endless {
+                        left,
+                        given: counter.clone(),
+                    };
+                    let resp = http::Response::builder()
+                        .header("etag", "\"endless\"")
+                        .body(body);
+                    async move { resp }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (url, given)
+}
+
+/// Issue 11: an object served without Content-Length is read only up to the limit, not whole
+/// before the limit applies.
+#[tokio::test(flavor = "multi_thread")]
+async fn g_an_object_without_content_length_is_cut_at_the_limit() {
+    aws_env_in_process();
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backend: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let (endpoint, given) = endless_s3().await;
+    let cfg = write_config(dir.path(), &pki, backend, VERIFY, &s3_table(&endpoint));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let bundle = s3_url("certgate-endless", BUNDLE_KEY, None);
+    std::fs::write(&cfg, point_at(text, &bundle, None, 60)).unwrap();
+    let cwd = dir.path().to_path_buf();
+    let args = [
+        "check".to_string(),
+        "-c".to_string(),
+        path_str(&cfg).to_string(),
+    ];
+    let (status, _out, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Certgate::run(&args, &cwd)
+    })
+    .await
+    .unwrap();
+    assert!(!status.success(), "check accepted an endless bundle: {err}");
+    assert!(
+        err.contains("more than the limit of 4194304 bytes"),
+        "the error names the limit: {err}"
+    );
+    let given = given.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        given < 64 << 20,
+        "certgate read {given} bytes of an object without Content-Length before refusing it"
+    );
+}

@@ -166,17 +166,17 @@ impl Sources {
                     }
                 }
                 let tag = s3_tag(out.version_id(), out.e_tag());
-                let bytes = out
-                    .body
-                    .collect()
+                let bytes = read_capped(out.body, max)
                     .await
-                    .map_err(|e| self.s3_error(src, "GET", &e.to_string()))?
-                    .into_bytes();
-                if bytes.len() as u64 > max {
-                    return Err(too_big(bytes.len() as u64));
-                }
+                    .map_err(|e| match e {
+                        Capped::Over => format!(
+                            "{src}: object is more than the limit of {max} bytes (stopped reading at {} bytes)",
+                            max + 1
+                        ),
+                        Capped::Read(e) => self.s3_error(src, "GET", &e),
+                    })?;
                 Ok(Fetched {
-                    bytes: Arc::new(bytes.to_vec()),
+                    bytes: Arc::new(bytes),
                     tag,
                 })
             }
@@ -210,6 +210,34 @@ impl Sources {
 
 /// One line for an SDK error: the service's code and message with the HTTP status, or the
 /// transport failure with its causes — not the raw response the SDK's own formatting appends.
+/// Why an object's body was not read whole.
+enum Capped {
+    /// More than the limit arrived: reading stopped there.
+    Over,
+    Read(String),
+}
+
+/// Reads a body chunk by chunk and stops as soon as it passes `max` bytes, whatever the object
+/// claimed (or did not claim) as its length: a response without Content-Length must not be
+/// read whole before the limit applies.
+async fn read_capped(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    max: u64,
+) -> Result<Vec<u8>, Capped> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| Capped::Read(e.to_string()))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(Capped::Over);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 fn sdk_error<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
