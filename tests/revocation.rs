@@ -387,3 +387,49 @@ async fn a_connection_ending_at_a_bundle_intermediate_is_closed_when_its_root_re
         "the close names the revoked CA: {line}"
     );
 }
+
+/// Issue 11: a connection does not outlive its client's certificate. At notAfter it is closed
+/// after its in-flight requests (logged as `ClientCertExpired`), while a client whose certificate
+/// is still valid keeps its connection; with `ignore_client_certificate_expiry` it stays open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_is_closed_when_its_client_certificate_expires() {
+    warnings();
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let brief = |pki: &Pki| {
+        pki.inter.leaf(&LeafSpec {
+            not_after: time::OffsetDateTime::now_utc() + time::Duration::seconds(3),
+            ..LeafSpec::client("brief")
+        })
+    };
+    let proxy = Proxy::verify(&pki, backend.addr).await;
+    let leaf = brief(&pki);
+    let mut expiring = h1_open(proxy.addr, &pki, &leaf).await;
+    assert_eq!(h1_get(&mut expiring, "/one").await, 200);
+    let mut still = h1_open(proxy.addr, &pki, &other_client(&pki)).await;
+    assert_eq!(h1_get(&mut still, "/one").await, 200);
+    let brief_id = trace_id_of(&proxy, "web", "brief", 2);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    h1_assert_closed(&mut expiring).await;
+    let logged = warnings_for(&brief_id);
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("tls_verify_status=Failed:ClientCertExpired")),
+        "{logged:?}"
+    );
+    assert_eq!(h1_get(&mut still, "/two").await, 200);
+
+    let ignoring = Proxy::start(
+        &pki,
+        backend.addr,
+        "mode = \"verify\"\ntrust_store = \"corp\"\nignore_client_certificate_expiry = true",
+        "",
+    )
+    .await;
+    let leaf = brief(&pki);
+    let mut kept = h1_open(ignoring.addr, &pki, &leaf).await;
+    assert_eq!(h1_get(&mut kept, "/one").await, 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(h1_get(&mut kept, "/two").await, 200);
+}

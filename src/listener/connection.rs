@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::server::graceful::Watcher;
 use rustls::pki_types::UnixTime;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::handshake::{handshake, Established, Handshake, Refused};
 use super::open_conns::Registration;
@@ -160,6 +162,7 @@ async fn admitted(
     let Established {
         stream, sni, leaf, ..
     } = *est;
+    let leaf_not_after = leaf.as_ref().map(|l| l.not_after_unix);
     let leaf_subject = leaf.map(|l| l.subject);
     let settings = ServeSettings {
         listener: listener.name(),
@@ -170,9 +173,31 @@ async fn admitted(
         let proxy = listener.proxy.clone();
         ConnContext::new(proxy, trace_id, peer, headers, leaf_subject, sni, framing)
     };
-    let signals = Signals { stop, revoked };
+    let expires = expiry(listener, mode, leaf_not_after);
+    let signals = Signals {
+        stop,
+        revoked,
+        expires,
+    };
     serve(stream, h2, settings, signals, context).await;
     drop(registration);
+}
+
+/// Longest a connection is planned ahead for; a certificate valid longer is re-judged by reloads
+/// (and the idle timeout) long before, and a far-off instant could overflow the clock.
+const MAX_EXPIRY_AHEAD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// In verify mode, when the client's certificate stops being valid: the connection closes then
+/// (after its in-flight requests), unless the listener ignores client certificate expiry.
+fn expiry(listener: &Listener, mode: Mode, not_after_unix: Option<i64>) -> Option<Instant> {
+    let auth = &listener.config.mutual_authentication;
+    if mode != Mode::Verify || auth.ignore_client_certificate_expiry {
+        return None;
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let left = u64::try_from(not_after_unix?.saturating_sub(now)).unwrap_or(0);
+    let left = Duration::from_secs(left);
+    (left <= MAX_EXPIRY_AHEAD).then(|| Instant::now() + left)
 }
 
 /// In verify mode, registers the connection for re-checks on reload; the receiver turns true

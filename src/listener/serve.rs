@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::handshake::ClientStream;
 use super::io::{Activity, IdleIo};
 use crate::config::{RequestLimits, Timeouts};
+use crate::mtls::VerifyCode;
 use crate::proxy::framing::{FramingGuard, FramingVerdict};
 use crate::proxy::{self, ConnContext};
 
@@ -23,6 +24,8 @@ pub struct Signals {
     pub stop: watch::Receiver<bool>,
     /// Turns true when a trust-store reload revoked this client (verify mode only).
     pub revoked: Option<watch::Receiver<bool>>,
+    /// When the client's certificate expires, if the connection must not outlive it.
+    pub expires: Option<tokio::time::Instant>,
 }
 
 /// How a connection is served: limits and timeouts of its listener.
@@ -198,6 +201,16 @@ impl<'a> Drive<'a> {
                     conn.as_mut().graceful_shutdown();
                     draining = true;
                 }
+                _ = expired(self.signals.expires), if !draining => {
+                    tracing::warn!(
+                        listener = %self.listener,
+                        conn_trace_id = %self.trace_id,
+                        tls_verify_status = %VerifyCode::Expired.status(),
+                        "closing connection after its in-flight requests: client certificate expired"
+                    );
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
                 _ = tokio::time::sleep(wait), if !draining => {
                     if self.activity.quiet_for() >= idle {
                         tracing::debug!(listener = %self.listener, conn_trace_id = %self.trace_id, "closing idle connection");
@@ -209,6 +222,14 @@ impl<'a> Drive<'a> {
                 _ = tokio::time::sleep_until(hard), if hard_close.is_some() => break,
             }
         }
+    }
+}
+
+/// Resolves when the client's certificate expires; never without an expiry.
+async fn expired(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
     }
 }
 
