@@ -110,56 +110,43 @@ impl Scanner {
                 format!("request has more than {MAX_HEADERS} header fields"),
             ))),
             Ok(httparse::Status::Complete(len)) if len > self.max_head => self.too_long(&req),
-            Ok(httparse::Status::Complete(len)) => {
-                self.searched = 0;
-                let mut content_length = None;
-                let mut chunked = false;
-                let mut transfer_encoding = false;
-                for h in req.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        transfer_encoding = true;
-                        chunked = last_coding_is_chunked(h.value);
-                    } else if h.name.eq_ignore_ascii_case("content-length") {
-                        content_length = Some(parse_length(h.value));
-                    }
-                }
-                if transfer_encoding && content_length.is_some() {
-                    return Step::Reject(Box::new(
-                        self.rejection(
-                            &req,
-                            StatusCode::BAD_REQUEST,
-                            "request has both Content-Length and Transfer-Encoding; refused as a \
-                         request-smuggling risk (RFC 9112 §6.1)"
-                                .to_string(),
-                        ),
-                    ));
-                }
-                self.heads += 1;
-                self.state = if transfer_encoding {
-                    if chunked {
-                        State::Chunked {
-                            state: Chunk::Start,
-                            size: 0,
-                        }
-                    } else {
-                        // hyper refuses a request whose last coding is not chunked.
-                        State::Opaque
-                    }
-                } else {
-                    match content_length {
-                        None | Some(Some(0)) => State::Head,
-                        Some(Some(n)) => State::Length(n),
-                        // An invalid length: hyper answers 400 and stops reading.
-                        Some(None) => State::Opaque,
-                    }
-                };
-                Step::Release(len)
-            }
+            Ok(httparse::Status::Complete(len)) => self.complete_head(&req, len),
             Err(_) => {
                 self.state = State::Opaque;
                 Step::Release(buf.len())
             }
         }
+    }
+
+    /// A whole head of `len` bytes: refused when it frames its body twice, else released with
+    /// the framing of the body that follows.
+    fn complete_head(&mut self, req: &httparse::Request<'_, '_>, len: usize) -> Step {
+        self.searched = 0;
+        let mut content_length = None;
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoding = true;
+                chunked = last_coding_is_chunked(h.value);
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                content_length = Some(parse_length(h.value));
+            }
+        }
+        if transfer_encoding && content_length.is_some() {
+            return Step::Reject(Box::new(
+                self.rejection(
+                    req,
+                    StatusCode::BAD_REQUEST,
+                    "request has both Content-Length and Transfer-Encoding; refused as a \
+                 request-smuggling risk (RFC 9112 §6.1)"
+                        .to_string(),
+                ),
+            ));
+        }
+        self.heads += 1;
+        self.state = body_state(transfer_encoding, chunked, content_length);
+        Step::Release(len)
     }
 
     fn too_long_or_more(&mut self, buf: &[u8]) -> Step {
@@ -295,6 +282,30 @@ impl Scanner {
         }
         self.state = State::Chunked { state, size };
         Step::Release(i)
+    }
+}
+
+/// How the body after a head is framed: chunked, a length, none, or (for what hyper refuses
+/// itself: a last coding other than chunked, an invalid length) nothing the scanner follows.
+fn body_state(
+    transfer_encoding: bool,
+    chunked: bool,
+    content_length: Option<Option<u64>>,
+) -> State {
+    if transfer_encoding {
+        return if chunked {
+            State::Chunked {
+                state: Chunk::Start,
+                size: 0,
+            }
+        } else {
+            State::Opaque
+        };
+    }
+    match content_length {
+        None | Some(Some(0)) => State::Head,
+        Some(Some(n)) => State::Length(n),
+        Some(None) => State::Opaque,
     }
 }
 
