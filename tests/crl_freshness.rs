@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex, OnceLock};
-
 use serde_json::Value;
 use support::pki::*;
 use support::*;
@@ -14,34 +12,6 @@ use time::{Duration, OffsetDateTime};
 
 const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
 const CRLS_LINE: &str = "revocation_lists = [\"inter.crl.pem\", \"root.crl.der\"]";
-
-/// Every `warn!` of this test binary, as the proxy's stderr would show them.
-fn warnings() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let sink = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .try_init();
-        buf
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// RFC 3339 at second precision, as certgate prints CRL times.
 fn rfc3339(t: OffsetDateTime) -> String {
