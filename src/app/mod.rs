@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ListenerConfig, LogDestination, LogFormat};
-use crate::listener::{accept_loop, AcceptContext, Listener};
+use crate::listener::{accept_loop, AcceptContext, ConnLog, Listener};
 use crate::observe::LogSink;
 use crate::proxy::ProxySettings;
 use crate::routing::RouteError;
@@ -105,8 +105,10 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let accept = AcceptContext {
-            conn_log: conn_log.clone(),
-            alb_format: config.connection_log.format == LogFormat::Alb,
+            conn_log: ConnLog {
+                sink: conn_log.clone(),
+                alb_format: config.connection_log.format == LogFormat::Alb,
+            },
             stop: stop_rx.clone(),
             graceful: graceful.clone(),
             stores: reloader.subscribe(),

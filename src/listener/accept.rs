@@ -12,15 +12,12 @@ use tokio::sync::watch;
 use super::connection::{accepted, connection, record_failure, ConnLog};
 use super::Listener;
 use crate::mtls::{Failure, VerifyCode};
-use crate::observe::LogSink;
 use crate::truststore::Stores;
 
 /// What every listener's accept loop shares with the rest of the proxy.
 #[derive(Clone)]
 pub struct AcceptContext {
-    pub conn_log: LogSink,
-    /// ALB's space-separated connection-log line instead of JSON.
-    pub alb_format: bool,
+    pub conn_log: ConnLog,
     /// Turns true when the proxy stops accepting (SIGTERM).
     pub stop: watch::Receiver<bool>,
     pub graceful: Arc<GracefulShutdown>,
@@ -32,16 +29,11 @@ pub struct AcceptContext {
 /// `graceful`. Published trust stores are applied between accepts.
 pub async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, cx: AcceptContext) {
     let AcceptContext {
-        conn_log,
-        alb_format,
+        conn_log: log,
         mut stop,
         graceful,
         mut stores,
     } = cx;
-    let log = ConnLog {
-        sink: conn_log,
-        alb_format,
-    };
     let mut following = listener.trust_store().is_some();
     loop {
         let accepted = tokio::select! {

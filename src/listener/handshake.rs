@@ -10,10 +10,11 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::io::close_gently;
+use crate::crypto;
 use crate::mtls::handoff::{Observed, VerifierReport};
 use crate::mtls::status::{self, Failure, VerifyCode};
 use crate::tls::hello_tap::{HelloTap, ServerHelloInfo};
-use crate::tls::{self, ListenerTls};
+use crate::tls::ListenerTls;
 use crate::x509::{self, LeafFacts};
 
 /// A client connection after its TLS handshake.
@@ -31,9 +32,9 @@ impl Negotiated {
     /// From certgate's own ServerHello: all that is known of a handshake that failed.
     fn from_hello(h: Option<&ServerHelloInfo>) -> Negotiated {
         h.map(|h| Negotiated {
-            protocol: Some(tls::protocol_name(h.version)),
-            cipher: Some(tls::cipher_name(h.suite)),
-            group: h.group.map(tls::group_name),
+            protocol: Some(crypto::protocol_name(h.version)),
+            cipher: Some(crypto::cipher_name(h.suite)),
+            group: h.group.map(crypto::group_name),
         })
         .unwrap_or_default()
     }
@@ -154,15 +155,15 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
     let negotiated = Negotiated {
         protocol: Some(
             conn.protocol_version()
-                .map_or("unknown", tls::protocol_name),
+                .map_or("unknown", crypto::protocol_name),
         ),
         cipher: Some(
             conn.negotiated_cipher_suite()
-                .map_or("unknown", |s| tls::cipher_name(s.suite())),
+                .map_or("unknown", |s| crypto::cipher_name(s.suite())),
         ),
         group: conn
             .negotiated_key_exchange_group()
-            .map(|g| tls::group_name(g.name())),
+            .map(|g| crypto::group_name(g.name())),
     };
     // The verifier saw the leaf; read it here only if it could not (never in practice).
     let leaf = report

@@ -10,6 +10,7 @@ pub mod open_conns;
 pub mod serve;
 
 pub use accept::{accept_loop, AcceptContext};
+pub use connection::ConnLog;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

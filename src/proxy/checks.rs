@@ -8,6 +8,7 @@ use super::exchange::Exchange;
 use super::ConnContext;
 use crate::config::RequestLimits;
 use crate::http::ProxyError;
+use crate::wildcard::strip_port;
 
 /// Passes a request on to routing, or says why it is refused.
 pub fn check(ctx: &ConnContext, ex: &mut Exchange, parts: &Parts) -> Result<(), ProxyError> {
@@ -144,24 +145,13 @@ fn host_byte(b: u8) -> bool {
 /// another host on the same connection is answered 421 (RFC 9110 §15.5.20), not forwarded.
 fn check_host(sni: Option<&str>, host: Option<&str>) -> Result<(), ProxyError> {
     match (sni, host) {
-        (Some(sni), Some(host)) if !sni.eq_ignore_ascii_case(host_name(host)) => {
+        (Some(sni), Some(host)) if !sni.eq_ignore_ascii_case(strip_port(host)) => {
             Err(ProxyError::Misdirected {
                 host: host.to_string(),
                 sni: sni.to_string(),
             })
         }
         _ => Ok(()),
-    }
-}
-
-/// The name part of a Host value: without the port, and without brackets for IPv6.
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
     }
 }
 

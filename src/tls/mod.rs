@@ -3,8 +3,6 @@
 
 pub mod hello_tap;
 
-pub use crate::crypto::{cipher_name, group_name, protocol_name};
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -15,8 +15,7 @@ use super::{FramingVerdict, Rejection};
 #[derive(Debug)]
 pub struct FramingGuard<T> {
     inner: T,
-    /// `None` on HTTP/2 connections: nothing to check.
-    scan: Option<Box<Scan>>,
+    scan: Box<Scan>,
 }
 
 #[derive(Debug)]
@@ -49,15 +48,10 @@ impl<T> FramingGuard<T> {
         (
             FramingGuard {
                 inner,
-                scan: Some(Box::new(scan)),
+                scan: Box::new(scan),
             },
             verdict,
         )
-    }
-
-    /// No checking (HTTP/2 frames its own messages).
-    pub fn passthrough(inner: T) -> Self {
-        FramingGuard { inner, scan: None }
     }
 }
 
@@ -68,9 +62,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(scan) = this.scan.as_deref_mut() else {
-            return Pin::new(&mut this.inner).poll_read(cx, out);
-        };
+        let scan = &mut *this.scan;
         loop {
             if scan.ready > 0 {
                 scan.give(out);
