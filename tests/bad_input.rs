@@ -201,8 +201,9 @@ impl Presented {
         }
     }
 
-    /// A client presenting this chain. A key rustls cannot load (RSA-1024) is replaced by a fresh
-    /// P-256 key: the server judges the Certificate message before the CertificateVerify.
+    /// A client presenting this chain, whatever signature schemes the server lists. A key rustls
+    /// cannot load (RSA-1024) is replaced by a fresh P-256 key: the server judges the
+    /// Certificate message before the CertificateVerify.
     fn config(&self, pki: &Pki) -> Arc<rustls::ClientConfig> {
         let provider = provider();
         let signer = provider
@@ -222,7 +223,8 @@ impl Presented {
             .unwrap()
             .with_root_certificates(roots)
             .with_client_cert_resolver(Arc::new(Presents(Arc::new(CertifiedKey::new(
-                certs, signer,
+                certs,
+                Arc::new(Insisting(signer)),
             )))));
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(cfg)
@@ -622,6 +624,31 @@ async fn client_certificates_and_chains_get_their_documented_outcome() {
                 true,
             ),
             Expect::Refused("ClientCertTypeUnsupported", "1024-bit"),
+        ),
+        (
+            // Not advertised in the CertificateRequest; this client sends it anyway.
+            "Ed25519 leaf sent although not asked for",
+            openssl_leaf(
+                tmp.path(),
+                pki,
+                "ed25519",
+                &["-newkey", "ed25519"],
+                "8",
+                true,
+            ),
+            Expect::Refused("ClientCertTypeUnsupported", "Ed25519 key"),
+        ),
+        (
+            "RSASSA-PSS-keyed leaf (id-RSASSA-PSS public key)",
+            openssl_leaf(
+                tmp.path(),
+                pki,
+                "rsapss",
+                &["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"],
+                "9",
+                true,
+            ),
+            Expect::Refused("ClientCertTypeUnsupported", "RSASSA-PSS key"),
         ),
         (
             "unknown critical extension",
@@ -1396,6 +1423,19 @@ async fn malformed_requests_get_their_documented_status_and_the_proxy_keeps_serv
             400,
         )
         .says(&["both Content-Length and Transfer-Encoding"]),
+        RequestCase {
+            // Dropped before forwarding (the `_` spellings are never framing to certgate, and
+            // must not become framing for a backend that maps `_` to `-`).
+            body_says: &["backend saw /under"],
+            ..req(
+                "Transfer_Encoding and Content_Length in underscore spelling",
+                format!(
+                    "POST /under HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\
+                     Transfer_Encoding: chunked\r\nContent_Length: 3\r\n{end}hello"
+                ),
+                200,
+            )
+        },
         req(
             "space in a header name",
             format!("GET / HTTP/1.1\r\nHost: localhost\r\nBad Name: x\r\n{end}"),

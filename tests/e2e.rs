@@ -254,8 +254,11 @@ async fn verify_refuses_each_bad_client_with_albs_code() {
     // Revoke the intermediate through the root's CRL in a second store, below.
     let backend = Backend::start().await;
     let proxy = Proxy::verify(&pki, backend.addr).await;
+    // The client sends its certificate whatever the CertificateRequest lists, so that the
+    // key policy itself refuses the Ed25519 key; a client that honours the list sends no
+    // certificate at all (tests/openssl_interop.rs).
     for (i, (what, leaf, cas, code)) in cases.iter().enumerate() {
-        let cfg = client_config(&pki, Some((leaf, cas)), &[b"http/1.1"]);
+        let cfg = client_config_insisting(&pki, leaf, cas);
         let rec = refused(&proxy, &backend, cfg, i + 1).await;
         assert_eq!(
             rec["tls_verify_status"],
@@ -667,6 +670,99 @@ async fn underscore_spellings_of_x_forwarded_never_reach_the_backend() {
         assert_eq!(seen.one("x-forwarded-for"), "127.0.0.1");
         assert_eq!(seen.one("x-forwarded-proto"), "https");
         assert_eq!(seen.one("x-forwarded-port"), port);
+    }
+}
+
+/// A backend that maps `_` to `-` would read `Transfer_Encoding` as framing certgate never
+/// applied: the `_` spellings of framing and hop-by-hop headers are dropped, over either
+/// protocol, and the body the backend gets is framed by the real Content-Length.
+#[tokio::test(flavor = "multi_thread")]
+async fn underscore_spellings_of_framing_headers_never_reach_the_backend() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&pki, backend.addr, OFF, "").await;
+    let disguised = [
+        ("Transfer_Encoding", "chunked"),
+        ("Content_Length", "3"),
+        ("Keep_Alive", "timeout=99"),
+        ("Proxy_Connection", "keep-alive"),
+        ("proxy_authorization", "Basic Zm9vOmJhcg=="),
+        ("X_Kept_Header", "kept"),
+    ];
+    let extra: String = disguised
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    let h1 = format!(
+        "POST /smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n{extra}\
+         Connection: close\r\n\r\nhello"
+    );
+    let cfg = client_config(&pki, None, &[b"http/1.1"]);
+    let resp = raw_http1(proxy.addr, cfg, &h1).await.unwrap();
+    assert_eq!(status_of(&resp), Some(200), "{resp}");
+    let over_h1 = backend.last();
+    assert_eq!(over_h1.one("content-length"), "5");
+    let lower: Vec<(String, &str)> = disguised
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), *v))
+        .collect();
+    let lower: Vec<(&str, &str)> = lower.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let cfg = client_config(&pki, None, &[b"h2"]);
+    assert_eq!(
+        get_h2(proxy.addr, cfg, "/smuggle", &lower).await.unwrap(),
+        200
+    );
+    let over_h2 = backend.last();
+    for seen in [over_h1, over_h2] {
+        let underscored: Vec<&str> = seen
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.contains('_'))
+            .collect();
+        assert_eq!(underscored, ["x_kept_header"], "{:?}", seen.headers);
+        assert!(!seen.has("transfer-encoding"), "{:?}", seen.headers);
+    }
+}
+
+/// ALB's `routing.http.drop_invalid_header_fields.enabled`: off by default (names with `_` or
+/// `.` pass), on with `drop_invalid_header_fields = true`, over either protocol.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_header_field_names_are_dropped_when_the_listener_asks() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let fields = [("x_under", "1"), ("x.dot", "2"), ("x-valid-9", "3")];
+    let h1 = "GET /names HTTP/1.1\r\nHost: localhost\r\nX_Under: 1\r\nX.Dot: 2\r\n\
+              X-Valid-9: 3\r\nConnection: close\r\n\r\n";
+    for drop in [false, true] {
+        let proxy = Proxy::start_edited(&pki, backend.addr, OFF, "", |t| {
+            t.replacen(
+                "backend =",
+                &format!("drop_invalid_header_fields = {drop}\nbackend ="),
+                1,
+            )
+        })
+        .await;
+        let cfg = client_config(&pki, None, &[b"http/1.1"]);
+        let resp = raw_http1(proxy.addr, cfg, h1).await.unwrap();
+        assert_eq!(status_of(&resp), Some(200), "{resp}");
+        let over_h1 = backend.last();
+        let cfg = client_config(&pki, None, &[b"h2"]);
+        assert_eq!(
+            get_h2(proxy.addr, cfg, "/names", &fields).await.unwrap(),
+            200
+        );
+        let over_h2 = backend.last();
+        for seen in [over_h1, over_h2] {
+            assert_eq!(
+                seen.has("x_under"),
+                !drop,
+                "drop={drop}: {:?}",
+                seen.headers
+            );
+            assert_eq!(seen.has("x.dot"), !drop, "drop={drop}: {:?}", seen.headers);
+            assert_eq!(seen.one("x-valid-9"), "3");
+        }
     }
 }
 

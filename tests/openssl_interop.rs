@@ -341,3 +341,173 @@ async fn openssl_made_clients_and_crls_work_end_to_end() {
     );
     assert_eq!(recs[1]["leaf_client_cert_serial_number"], "1002");
 }
+
+/// A listener trusting `ca` (no CRLs) in `mode`, and the server CA's PEM path for s_client.
+async fn listener_trusting(
+    pki: &pki::Pki,
+    ca: &OpensslCa,
+    backend: &Backend,
+    cfg_dir: &Path,
+    mode: &str,
+) -> (certgate::app::Server, std::net::SocketAddr, PathBuf) {
+    let mutual = format!("mode = \"{mode}\"\ntrust_store = \"corp\"");
+    let mutual = if mode == "verify" {
+        mutual
+    } else {
+        format!("mode = \"{mode}\"")
+    };
+    let path = write_config(cfg_dir, pki, backend.addr, &mutual, "");
+    let ca_pem = ca.dir.join("ca.pem").display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "ca_certificates_bundle = \"bundle.pem\"",
+            &format!("ca_certificates_bundle = {ca_pem:?}"),
+        )
+        .replace(
+            "revocation_lists = [\"inter.crl.pem\", \"root.crl.der\"]",
+            "",
+        );
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::app::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr("web").unwrap();
+    let server_ca = pki::write_pem(cfg_dir, "server-ca.pem", &pki.server_ca.pem);
+    (server, addr, server_ca)
+}
+
+/// `openssl s_client` against `addr` with `args`, sending `request`; everything it printed.
+async fn s_client(
+    addr: std::net::SocketAddr,
+    server_ca: &Path,
+    args: &[&str],
+    request: &str,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("openssl")
+        .arg("s_client")
+        .arg("-connect")
+        .arg(addr.to_string())
+        .arg("-CAfile")
+        .arg(server_ca)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the openssl command is needed (scripts/test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("s_client finished within 20 s")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// What certgate's key policy accepts, as OpenSSL names the schemes: ECDSA, RSA-PSS with
+/// rsaEncryption keys, RSA PKCS#1 v1.5 — no Ed25519, Ed448, ML-DSA or SHA-1.
+const ACCEPTED_SCHEMES: &str = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:RSA-PSS+SHA256:\
+RSA-PSS+SHA384:RSA-PSS+SHA512:RSA+SHA256:RSA+SHA384:RSA+SHA512";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_request_lists_only_the_schemes_of_accepted_keys() {
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OpensslCa::new(dir.path());
+    let backend = Backend::start().await;
+    for mode in ["verify", "passthrough"] {
+        let cfg_dir = tempfile::tempdir().unwrap();
+        let (_server, addr, server_ca) =
+            listener_trusting(&pki, &ca, &backend, cfg_dir.path(), mode).await;
+        for version in ["-tls1_3", "-tls1_2"] {
+            let out = s_client(addr, &server_ca, &[version], "").await;
+            let requested = out
+                .lines()
+                .find_map(|l| l.strip_prefix("Requested Signature Algorithms: "))
+                .unwrap_or_else(|| panic!("{mode} {version}: no requested list in\n{out}"));
+            assert_eq!(requested, ACCEPTED_SCHEMES, "{mode} {version}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_holding_ed25519_and_ecdsa_certificates_presents_the_ecdsa_one() {
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OpensslCa::new(dir.path());
+    let (ed_pem, ed_key) = ca.client(
+        "ed",
+        "/CN=ed-client",
+        &["-newkey", "ed25519"],
+        "0x2001",
+        false,
+    );
+    let (ec_pem, ec_key) = ca.client(
+        "ec",
+        "/CN=ec-client",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "0x2002",
+        false,
+    );
+    let backend = Backend::start().await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let (_server, addr, server_ca) =
+        listener_trusting(&pki, &ca, &backend, cfg_dir.path(), "verify").await;
+    let request = "GET /both HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    // The Ed25519 certificate comes first, as the one the client would use if it could.
+    let out = s_client(
+        addr,
+        &server_ca,
+        &[
+            "-quiet",
+            "-cert",
+            ed_pem.to_str().unwrap(),
+            "-key",
+            ed_key.to_str().unwrap(),
+            "-xcert",
+            ec_pem.to_str().unwrap(),
+            "-xkey",
+            ec_key.to_str().unwrap(),
+        ],
+        request,
+    )
+    .await;
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    assert_eq!(
+        backend.last().one("x-amzn-mtls-clientcert-subject"),
+        "CN=ec-client"
+    );
+    let recs = json_lines(&cfg_dir.path().join("conn.log"), 1);
+    assert_eq!(recs[0]["tls_verify_status"], "Success", "{}", recs[0]);
+
+    // Holding only the Ed25519 certificate, the client finds nothing it may send.
+    let out = s_client(
+        addr,
+        &server_ca,
+        &[
+            "-quiet",
+            "-cert",
+            ed_pem.to_str().unwrap(),
+            "-key",
+            ed_key.to_str().unwrap(),
+        ],
+        request,
+    )
+    .await;
+    assert!(!out.contains("HTTP/1.1 200"), "{out}");
+    let recs = json_lines(&cfg_dir.path().join("conn.log"), 2);
+    assert_eq!(
+        recs[1]["leaf_client_cert_subject"],
+        serde_json::Value::Null,
+        "{}",
+        recs[1]
+    );
+}

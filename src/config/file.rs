@@ -43,6 +43,10 @@ pub struct ListenerFile {
     pub max_request_header_bytes: Option<usize>,
     /// Open client connections at most; further ones are closed at once and logged.
     pub max_connections: Option<usize>,
+    /// ALB's `routing.http.drop_invalid_header_fields.enabled`: remove request headers whose
+    /// names are not letters, digits and `-` before forwarding.
+    #[serde(default)]
+    pub drop_invalid_header_fields: bool,
     /// Seconds to establish the TCP connection to the backend.
     pub backend_connect_timeout_secs: Option<u64>,
     /// Seconds the backend has to send its response headers.

@@ -131,6 +131,9 @@ fn rewrite(ctx: &ConnContext, ex: &Exchange, parts: &mut Parts) {
     let settings = &ctx.settings;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_owned(&mut parts.headers, &settings.strip);
+    if settings.drop_invalid_header_fields {
+        headers::drop_invalid_fields(&mut parts.headers);
+    }
     if parts.version == Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }

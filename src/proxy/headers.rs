@@ -17,11 +17,25 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Framing and hop-by-hop names whose `_` spelling is dropped as well: a backend that maps `_`
+/// to `-` (CGI-style environments: PHP-FPM, WSGI and Rack adapters) would otherwise see
+/// `Transfer_Encoding: chunked` or `Content_Length: 5` as framing certgate never applied, the
+/// classic request-smuggling setup. (`Connection`, `TE`, `Trailer` and `Upgrade` have no `-`,
+/// so no `_` spelling to drop.)
+const FRAMING_LOOKALIKES: [&str; 5] = [
+    "transfer-encoding",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// Removes hop-by-hop headers, including any the `Connection` header names, and the `_`
+/// spellings of framing and hop-by-hop names ([`FRAMING_LOOKALIKES`]).
 ///
 /// One pass over the names the client sent (usually a handful) instead of a hash lookup per
 /// hop-by-hop name: nothing is allocated when there is nothing to remove.
@@ -35,9 +49,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| HOP_BY_HOP.contains(k) || **k == PROXY_CONNECTION || listed.contains(k))
+        .filter(|k| {
+            HOP_BY_HOP.contains(k)
+                || **k == PROXY_CONNECTION
+                || listed.contains(k)
+                || framing_lookalike(k.as_str())
+        })
         .cloned()
         .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+fn framing_lookalike(name: &str) -> bool {
+    name.contains('_')
+        && FRAMING_LOOKALIKES
+            .iter()
+            .any(|f| underscore_spelling(f, name))
+}
+
+/// ALB's `routing.http.drop_invalid_header_fields.enabled`: removes every header whose name is
+/// not made of letters, digits and `-` only (hyper already refuses names that are not tokens).
+pub fn drop_invalid_fields(headers: &mut HeaderMap) {
+    let valid = |k: &HeaderName| {
+        k.as_str()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| !valid(k)).cloned().collect();
     for name in doomed {
         headers.remove(name);
     }
@@ -137,6 +177,37 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn strips_underscore_spellings_of_framing_headers() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "transfer_encoding",
+            "content_length",
+            "keep_alive",
+            "proxy_connection",
+            "proxy_authorization",
+        ] {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("5"));
+        }
+        h.insert("content-length", HeaderValue::from_static("5"));
+        h.insert("x_transfer_encoding", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "x_transfer_encoding"]);
+    }
+
+    #[test]
+    fn drops_invalid_field_names_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert("x_under", HeaderValue::from_static("1"));
+        h.insert("x.dot", HeaderValue::from_static("1"));
+        h.insert("x-ok-9", HeaderValue::from_static("1"));
+        drop_invalid_fields(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-ok-9"]);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub struct ProxySettings {
     /// Shared with each request's trailer filter, so taking it there is a reference count.
     pub strip: Arc<[http::HeaderName]>,
     pub limits: RequestLimits,
+    pub drop_invalid_header_fields: bool,
     pub access_log: Option<LogSink>,
 }
 
@@ -51,6 +52,7 @@ impl ProxySettings {
             timeouts: l.timeouts,
             strip: l.headers.strip_set().into(),
             limits: l.limits,
+            drop_invalid_header_fields: l.drop_invalid_header_fields,
             access_log,
         })
     }

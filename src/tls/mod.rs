@@ -172,7 +172,9 @@ impl ListenerTls {
         };
         crate::mtls::verify_chain(
             policy,
-            &self.provider.signature_verification_algorithms,
+            &crate::mtls::schemes::client_algorithms(
+                &self.provider.signature_verification_algorithms,
+            ),
             end_entity,
             intermediates,
             now,
@@ -227,7 +229,7 @@ fn server_config(
         Some((p, current)) => Arc::new(ListenerVerifier::new(
             current.clone(),
             p,
-            provider.signature_verification_algorithms,
+            crate::mtls::schemes::client_algorithms(&provider.signature_verification_algorithms),
         )),
     };
     let mut cfg = ServerConfig::builder_with_provider(provider.clone())

@@ -287,6 +287,67 @@ pub fn client_config(
     Arc::new(cfg)
 }
 
+/// Like [`client_config`] with a certificate, but the client sends it whatever signature
+/// schemes the server's CertificateRequest lists, as a careless client may: the server's
+/// certificate checks, not the client's choice, then decide.
+pub fn client_config_insisting(pki: &Pki, leaf: &Leaf, cas: &[&Ca]) -> Arc<rustls::ClientConfig> {
+    let key = provider()
+        .key_provider
+        .load_private_key(leaf.private_key_der())
+        .unwrap();
+    let certified = rustls::sign::CertifiedKey::new(leaf.chain_der(cas), Arc::new(Insisting(key)));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.server_ca.cert_der()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(AlwaysSend(Arc::new(certified))));
+    Arc::new(cfg)
+}
+
+/// Resolves to its one certificate, whatever the server asked for.
+#[derive(Debug)]
+struct AlwaysSend(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for AlwaysSend {
+    fn resolve(
+        &self,
+        _root_hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A signing key that picks its own scheme, ignoring the ones the server offered.
+#[derive(Debug)]
+pub struct Insisting(pub Arc<dyn rustls::sign::SigningKey>);
+
+impl rustls::sign::SigningKey for Insisting {
+    fn choose_scheme(
+        &self,
+        _offered: &[rustls::SignatureScheme],
+    ) -> Option<Box<dyn rustls::sign::Signer>> {
+        use rustls::SignatureScheme as S;
+        self.0.choose_scheme(&[
+            S::ED25519,
+            S::ECDSA_NISTP256_SHA256,
+            S::ECDSA_NISTP384_SHA384,
+            S::ECDSA_NISTP521_SHA512,
+            S::RSA_PSS_SHA256,
+        ])
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
 pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Connects and completes the client side of the handshake.

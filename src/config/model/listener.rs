@@ -31,6 +31,9 @@ pub struct ListenerConfig {
     pub timeouts: Timeouts,
     pub limits: RequestLimits,
     pub max_connections: usize,
+    /// Request headers whose names are not letters, digits and `-` are removed (ALB's
+    /// `routing.http.drop_invalid_header_fields.enabled`).
+    pub drop_invalid_header_fields: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,6 +106,7 @@ fn listener(
         timeouts,
         limits,
         max_connections,
+        drop_invalid_header_fields: l.drop_invalid_header_fields,
     })
 }
 
