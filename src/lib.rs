@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod http;
+pub mod jwt;
 pub mod listener;
 pub mod mtls;
 pub mod observe;

@@ -149,6 +149,9 @@ fn check(path: &std::path::Path) -> Result<()> {
     for l in &cfg.listeners {
         tls::ListenerTls::build(l, &stores).with_context(at)?;
     }
+    let validators = runtime()?
+        .block_on(certgate::app::load_validators(&cfg))
+        .with_context(at)?;
     for g in cfg.target_groups.values() {
         if g.targets.iter().any(|t| t.https) {
             certgate::upstream::client::tls_config(&g.name, &g.tls).with_context(at)?;
@@ -212,6 +215,15 @@ fn check(path: &std::path::Path) -> Result<()> {
         if g.targets.is_empty() {
             println!("    warning: no targets; requests routed here are answered 503");
         }
+    }
+    for v in validators.values() {
+        println!(
+            "  jwt validation {}: issuer {}, JWKS {}, key ids [{}]",
+            v.cfg.name,
+            v.cfg.issuer,
+            v.cfg.jwks,
+            v.key_ids().join(", ")
+        );
     }
     for s in stores.values() {
         println!(

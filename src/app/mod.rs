@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ListenerConfig, LogDestination, LogFormat};
+use crate::jwt::Validator;
 use crate::listener::{accept_loop, AcceptContext, ConnLog, Listener};
 use crate::observe::LogSink;
 use crate::proxy::ProxySettings;
@@ -26,6 +27,9 @@ use crate::truststore::source::Sources;
 use crate::truststore::{loader, Stores, TrustStore, TrustStoreError};
 use crate::upstream::client::UpstreamError;
 use crate::upstream::TargetGroup;
+
+/// The `[jwt_validation.NAME]` validators, by name.
+type Validators = BTreeMap<String, Arc<Validator>>;
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -52,6 +56,8 @@ pub enum StartError {
         dest: String,
         error: std::io::Error,
     },
+    #[error(transparent)]
+    Jwt(#[from] crate::jwt::JwtError),
     #[error("cannot handle signal {signal}: {error}")]
     Signal {
         signal: String,
@@ -61,6 +67,7 @@ pub enum StartError {
 
 pub struct Server {
     listeners: Vec<Arc<Listener>>,
+    validators: Validators,
     reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     graceful: Option<Arc<GracefulShutdown>>,
@@ -86,6 +93,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let sources = Sources::new(config.s3.clone());
         let (stores, states) = loader::load_all(&config, &sources).await?;
+        let validators = load_validators(&config).await?;
         let conn_log = open_log(&config.connection_log.destination, "connection log")?;
         let access_log = match &config.access_log {
             Some(d) => Some(open_log(d, "access log")?),
@@ -94,7 +102,7 @@ impl Server {
         let groups = crate::upstream::groups(&config);
         let mut bound = Vec::new();
         for l in &config.listeners {
-            bound.push(bind(l, &stores, access_log.clone(), &groups).await?);
+            bound.push(bind(l, &stores, access_log.clone(), &groups, &validators).await?);
         }
         let reloader = Arc::new(Reloader::new(
             config.trust_stores.clone(),
@@ -125,10 +133,14 @@ impl Server {
             listeners.push(listener);
         }
         tasks.extend(reloader.spawn_refresh(&stop_rx));
+        for v in validators.values() {
+            v.spawn_refresh();
+        }
         tasks.extend(health_checks(&groups, &stop_rx)?);
         tasks.push(tokio::spawn(signals::release_memory_loop(stop_rx)));
         Ok(Server {
             listeners,
+            validators,
             reloader,
             stop,
             graceful: Some(graceful),
@@ -149,6 +161,11 @@ impl Server {
         let stores = self.reloader.stores();
         // Reads the (small) certificate and key files of every listener.
         problems.extend(rebuild_all(&self.listeners, &stores));
+        for v in self.validators.values() {
+            if let Err(e) = v.refresh().await {
+                problems.push(e.to_string());
+            }
+        }
         problems
     }
 
@@ -199,6 +216,7 @@ async fn bind(
     stores: &Stores,
     access_log: Option<LogSink>,
     groups: &BTreeMap<String, Arc<TargetGroup>>,
+    validators: &Validators,
 ) -> Result<(TcpListener, Arc<Listener>), StartError> {
     let tls = ListenerTls::build(l, stores)?;
     let bind_error = |error| StartError::Bind {
@@ -208,7 +226,12 @@ async fn bind(
     };
     let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
     let local = socket.local_addr().map_err(bind_error)?;
-    let proxy = Arc::new(ProxySettings::new(l, local.port(), access_log, groups)?);
+    let mut proxy = ProxySettings::new(l, local.port(), access_log, groups)?;
+    proxy.jwt = l
+        .authenticate_jwt
+        .as_ref()
+        .and_then(|name| validators.get(name).cloned());
+    let proxy = Arc::new(proxy);
     Ok((
         socket,
         Arc::new(Listener::new(l.clone(), local, tls, proxy)),
@@ -236,6 +259,18 @@ fn rebuild_all(listeners: &[Arc<Listener>], stores: &Stores) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Fetches every validator's JWKS; one that cannot be fetched stops the start, naming it.
+pub async fn load_validators(config: &Config) -> Result<Validators, StartError> {
+    let sources = Arc::new(Sources::new(config.s3.clone()));
+    let mut out = BTreeMap::new();
+    for (name, cfg) in &config.jwt_validators {
+        let v = Validator::load(cfg.clone(), sources.clone()).await?;
+        tracing::info!(validator = %name, kids = ?v.key_ids(), "JWKS loaded");
+        out.insert(name.clone(), v);
+    }
+    Ok(out)
 }
 
 /// One active health-check task per group that has checks and targets.

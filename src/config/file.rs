@@ -17,6 +17,32 @@ pub struct FileConfig {
     pub target_group: BTreeMap<String, TargetGroupFile>,
     pub connection_log: Option<ConnectionLogFile>,
     pub access_log: Option<AccessLogFile>,
+    #[serde(default)]
+    pub jwt_validation: BTreeMap<String, JwtValidationFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct JwtValidationFile {
+    pub issuer: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_ca_bundle: Option<String>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub token_sources: Option<Vec<String>>,
+    pub clock_skew_secs: Option<u64>,
+    pub refresh_interval_secs: Option<u64>,
+    pub require_certificate_binding: Option<bool>,
+    #[serde(default)]
+    pub additional_claims: Vec<AdditionalClaimFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AdditionalClaimFile {
+    pub name: Option<String>,
+    pub format: Option<String>,
+    #[serde(default)]
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +73,8 @@ pub struct ListenerFile {
     /// names are not letters, digits and `-` before forwarding.
     #[serde(default)]
     pub drop_invalid_header_fields: bool,
+    /// A `[jwt_validation.NAME]` every request of the listener must pass.
+    pub authenticate_jwt: Option<String>,
     /// Seconds to establish the TCP connection to the backend.
     pub backend_connect_timeout_secs: Option<u64>,
     /// Seconds the backend has to send its response headers.

@@ -63,13 +63,21 @@ pub enum ProxyError {
     TargetFailed { target: String, why: String },
     #[error("target {target} sent no response within {secs}s")]
     TargetTimeout { target: String, secs: u64 },
+    /// A token check refused the request: 401 (no or bad token) or 403 (its claims do not
+    /// allow it), with the `WWW-Authenticate` challenge.
+    #[error("{reason}")]
+    TokenRefused {
+        status: StatusCode,
+        challenge: http::HeaderValue,
+        reason: String,
+    },
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError as E;
         match self {
-            E::Framing { status, .. } => *status,
+            E::Framing { status, .. } | E::TokenRefused { status, .. } => *status,
             E::HeaderFieldTooLarge { .. } | E::HeadersTooLarge { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
@@ -95,7 +103,8 @@ impl ProxyError {
             | E::HostRepeated { .. }
             | E::HostInvalid { .. }
             | E::Misdirected { .. }
-            | E::ClientBodyAborted { .. } => Side::Client,
+            | E::ClientBodyAborted { .. }
+            | E::TokenRefused { .. } => Side::Client,
             E::TargetConnect { .. } | E::TargetFailed { .. } | E::TargetTimeout { .. } => {
                 Side::Target
             }
@@ -122,6 +131,10 @@ impl ProxyError {
     /// certgate's answer to the client.
     pub fn response(&self) -> Response<Body> {
         let mut resp = text(self.status(), &self.to_string());
+        if let ProxyError::TokenRefused { challenge, .. } = self {
+            resp.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+        }
         if self.closes_connection() {
             resp.headers_mut().insert(
                 http::header::CONNECTION,

@@ -159,6 +159,7 @@ async fn admitted(
         est.negotiated.cipher.unwrap_or("unknown"),
     );
     let h2 = est.is_h2();
+    let thumbprint = cert_thumbprint(listener, mode, &est.chain);
     let Established {
         stream, sni, leaf, ..
     } = *est;
@@ -171,7 +172,9 @@ async fn admitted(
     };
     let context = |framing: Option<Arc<FramingVerdict>>| {
         let proxy = listener.proxy.clone();
-        ConnContext::new(proxy, trace_id, peer, headers, leaf_subject, sni, framing)
+        let mut cx = ConnContext::new(proxy, trace_id, peer, headers, leaf_subject, sni, framing);
+        cx.cert_thumbprint = thumbprint;
+        cx
     };
     let expires = expiry(listener, mode, leaf_not_after);
     let signals = Signals {
@@ -229,4 +232,19 @@ fn register(
         );
     }
     (Some(reg), Some(rx))
+}
+
+/// RFC 8705's certificate thumbprint of a verified client, computed only where tokens are
+/// checked.
+fn cert_thumbprint(
+    listener: &Listener,
+    mode: crate::config::Mode,
+    chain: &[rustls::pki_types::CertificateDer<'_>],
+) -> Option<[u8; 32]> {
+    if mode != crate::config::Mode::Verify || listener.proxy.jwt.is_none() {
+        return None;
+    }
+    let leaf = chain.first()?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref());
+    digest.as_ref().try_into().ok()
 }

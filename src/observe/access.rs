@@ -31,6 +31,9 @@ pub struct AccessRecord {
     pub response_processing_time: f64,
     pub error_reason: Option<String>,
     pub leaf_client_cert_subject: Option<String>,
+    /// `sub` and `iss` of the token that a JWT check accepted.
+    pub jwt_sub: Option<String>,
+    pub jwt_iss: Option<String>,
 }
 
 impl AccessRecord {

@@ -19,7 +19,8 @@ use hyper::body::Incoming;
 use crate::alb::ConnHeaders;
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
-use crate::observe::LogSink;
+use crate::jwt::{JwtError, Validator};
+use crate::observe::{self, LogSink};
 use crate::routing::{Route, RouteError, Router};
 use crate::upstream::TargetGroup;
 use exchange::Exchange;
@@ -35,6 +36,8 @@ pub struct ProxySettings {
     pub strip: Arc<[http::HeaderName]>,
     pub limits: RequestLimits,
     pub drop_invalid_header_fields: bool,
+    /// The listener's `authenticate_jwt` validator, run on every request.
+    pub jwt: Option<Arc<Validator>>,
     pub access_log: Option<LogSink>,
 }
 
@@ -53,6 +56,7 @@ impl ProxySettings {
             strip: l.headers.strip_set().into(),
             limits: l.limits,
             drop_invalid_header_fields: l.drop_invalid_header_fields,
+            jwt: None,
             access_log,
         })
     }
@@ -73,6 +77,9 @@ pub struct ConnContext {
     pub sni: Option<String>,
     /// HTTP/1.1: the request head the framing guard refused, if it refused one.
     pub framing: Option<Arc<framing::FramingVerdict>>,
+    /// SHA-256 of the verified client certificate (DER), for certificate-bound tokens; set
+    /// only on listeners that check tokens.
+    pub cert_thumbprint: Option<[u8; 32]>,
 }
 
 impl ConnContext {
@@ -95,6 +102,7 @@ impl ConnContext {
             leaf_subject,
             sni,
             framing,
+            cert_thumbprint: None,
         }
     }
 }
@@ -123,16 +131,49 @@ async fn phases(
 ) -> Result<Response<Body>, ProxyError> {
     checks::check(ctx, ex, &parts)?;
     let route = ctx.settings.router.route(ex.host(), parts.uri.path());
-    authorize(ctx, route, &parts)?;
+    authorize(ctx, ex, route, &parts).await?;
     forward::forward(ctx, ex, route, parts, body).await
 }
 
-/// Whether this client may reach this route. Every admitted client may today; per-rule
-/// certificate conditions and token checks belong here.
-fn authorize(
-    _ctx: &ConnContext,
+/// Whether this client may reach this route: the listener's token check (`authenticate_jwt`).
+async fn authorize(
+    ctx: &ConnContext,
+    ex: &mut Exchange,
     _route: &Route,
-    _parts: &http::request::Parts,
+    parts: &http::request::Parts,
 ) -> Result<(), ProxyError> {
+    if let Some(validator) = &ctx.settings.jwt {
+        check_token(ctx, ex, validator, parts).await?;
+    }
     Ok(())
+}
+
+/// Runs one validator on the request; the verdict goes to the access log either way.
+async fn check_token(
+    ctx: &ConnContext,
+    ex: &mut Exchange,
+    validator: &Validator,
+    parts: &http::request::Parts,
+) -> Result<(), ProxyError> {
+    match validator
+        .check(&parts.headers, ctx.cert_thumbprint.as_ref())
+        .await
+    {
+        Ok(verified) => {
+            ex.log.jwt_sub = verified.sub.as_deref().map(observe::access::clip);
+            ex.log.jwt_iss = verified.iss.as_deref().map(observe::access::clip);
+            Ok(())
+        }
+        Err(e) => Err(token_refused(&validator.cfg.name, &e)),
+    }
+}
+
+fn token_refused(validator: &str, e: &JwtError) -> ProxyError {
+    let challenge = http::HeaderValue::from_str(&e.challenge(validator))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer"));
+    ProxyError::TokenRefused {
+        status: e.status(),
+        challenge,
+        reason: format!("jwt_validation.{validator}: {e}"),
+    }
 }

@@ -34,6 +34,8 @@ pub struct ListenerConfig {
     /// Request headers whose names are not letters, digits and `-` are removed (ALB's
     /// `routing.http.drop_invalid_header_fields.enabled`).
     pub drop_invalid_header_fields: bool,
+    /// A `[jwt_validation.NAME]` every request must pass (SPEC §10).
+    pub authenticate_jwt: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

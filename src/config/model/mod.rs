@@ -3,11 +3,13 @@
 //! `Config` and the top-level sections ([s3], [connection_log], [access_log]) are here; the
 //! listener, trust-store, target-group and route sections have a file each.
 
+mod jwt;
 mod listener;
 mod routes;
 mod target_group;
 mod trust_store;
 
+pub use jwt::*;
 pub use listener::*;
 pub use routes::*;
 pub use target_group::*;
@@ -26,6 +28,8 @@ pub struct Config {
     pub target_groups: BTreeMap<String, TargetGroupConfig>,
     pub connection_log: ConnectionLogConfig,
     pub access_log: Option<LogDestination>,
+    /// `[jwt_validation.NAME]`, by name.
+    pub jwt_validators: BTreeMap<String, JwtValidatorConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

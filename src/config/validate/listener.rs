@@ -107,6 +107,7 @@ fn listener(
         limits,
         max_connections,
         drop_invalid_header_fields: l.drop_invalid_header_fields,
+        authenticate_jwt: l.authenticate_jwt.clone(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! every problem with its key path. The top level, [s3] and the logs are here; each other
 //! section has a file, and `problems.rs` holds what they share.
 
+mod jwt;
 mod listener;
 mod problems;
 mod routes;
@@ -11,7 +12,10 @@ mod trust_store;
 use std::path::Path;
 
 use super::file::{AccessLogFile, ConnectionLogFile, FileConfig, LogFormatFile, S3File};
-use super::model::{Config, ConnectionLogConfig, LogDestination, LogFormat, S3Settings};
+use super::model::{
+    Config, ConnectionLogConfig, JwtValidatorConfig, ListenerConfig, LogDestination, LogFormat,
+    Mode, S3Settings,
+};
 use problems::{resolve, Problems};
 
 /// Turns the file model into the runtime model, or returns every problem found.
@@ -23,6 +27,10 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     let mut target_groups = target_group::target_groups(&cfg.target_group, base, &mut p);
     let mut cx = listener::Context::new(base, &trust_stores, &mut target_groups);
     let listeners = listener::listeners(&cfg.listener, &mut cx, &mut p);
+    let jwt_validators = jwt::validators(&cfg.jwt_validation, base, &mut p);
+    for (i, l) in listeners.iter().enumerate() {
+        listener_jwt(i, l, &jwt_validators, &mut p);
+    }
     let connection_log = connection_log(cfg.connection_log, base);
     let access_log = access_log(cfg.access_log, base);
     p.finish(Config {
@@ -32,7 +40,34 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         target_groups,
         connection_log,
         access_log,
+        jwt_validators,
     })
+}
+
+/// A listener's `authenticate_jwt` must name a validator, and one that needs certificate-bound
+/// tokens only makes sense where certificates are verified.
+fn listener_jwt(
+    i: usize,
+    l: &ListenerConfig,
+    validators: &std::collections::BTreeMap<String, JwtValidatorConfig>,
+    p: &mut Problems,
+) {
+    let Some(name) = &l.authenticate_jwt else {
+        return;
+    };
+    let key = format!("listener[{i}] ({}).authenticate_jwt", l.name);
+    match validators.get(name) {
+        None => p.push(&key, format!("no [jwt_validation.{name}] is declared")),
+        Some(v) if v.require_certificate_binding && l.mutual_authentication.mode != Mode::Verify => {
+            p.push(
+                &key,
+                format!(
+                    "[jwt_validation.{name}] requires certificate-bound tokens, which needs mode = \"verify\""
+                ),
+            )
+        }
+        Some(_) => {}
+    }
 }
 
 fn s3(f: Option<&S3File>, p: &mut Problems) -> S3Settings {

@@ -1,0 +1,572 @@
+//! JWT validation end to end (SPEC §10): tokens minted here, verified by certgate against the
+//! key set a real JWKS server on 127.0.0.1 publishes, with curl and a hyper client as callers.
+//! Covers the answers (401 challenge, 401 invalid_token, 403), rotation through an unknown
+//! `kid`, a broken JWKS that keeps the last good keys, certificate-bound tokens (RFC 8705),
+//! and configuration and start-up errors.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use support::pki::*;
+use support::*;
+
+const ISSUER: &str = "https://issuer.test";
+
+/// A signing key of the issuer and its public JWK.
+struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    key: EncodingKey,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn new(kid: &str, alg: Algorithm) -> SigningKey {
+        let kind = match alg {
+            Algorithm::ES256 => KeyKind::EcP256,
+            Algorithm::ES384 => KeyKind::EcP384,
+            _ => KeyKind::Rsa2048,
+        };
+        let pem = kind.generate().serialize_pem();
+        let key = match kind {
+            KeyKind::Rsa2048 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            _ => EncodingKey::from_ec_pem(pem.as_bytes()),
+        }
+        .unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
+        jwk.common.key_id = Some(kid.to_string());
+        SigningKey {
+            kid: kid.to_string(),
+            alg,
+            key,
+            jwk: serde_json::to_value(jwk).unwrap(),
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims that pass the validator below, with `extra` merged in.
+fn claims(extra: Value) -> Value {
+    let mut c = json!({
+        "iss": ISSUER,
+        "sub": "client-42",
+        "aud": "rabbitmq",
+        "exp": now() + 300,
+        "iat": now(),
+        "scope": "rabbitmq/read:*/* other",
+    });
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+/// A JWKS server: serves whatever document the test puts in place, counting fetches.
+struct JwksServer {
+    addr: SocketAddr,
+    doc: Arc<Mutex<Vec<u8>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(keys: &[&SigningKey]) -> JwksServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = JwksServer {
+            addr,
+            doc: Arc::new(Mutex::new(Vec::new())),
+            fetches: Arc::new(AtomicUsize::new(0)),
+        };
+        server.publish(keys);
+        let (doc, fetches) = (server.doc.clone(), server.fetches.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (doc, fetches) = (doc.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        let body = doc.lock().unwrap().clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    fn publish(&self, keys: &[&SigningKey]) {
+        let doc = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+        *self.doc.lock().unwrap() = serde_json::to_vec(&doc).unwrap();
+    }
+
+    fn publish_raw(&self, bytes: &[u8]) {
+        *self.doc.lock().unwrap() = bytes.to_vec();
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+}
+
+fn validator_section(jwks_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[jwt_validation.corp]
+issuer = "{ISSUER}"
+jwks_url = "{jwks_url}"
+audience = ["rabbitmq"]
+algorithms = ["RS256", "ES384"]
+token_sources = ["bearer", "basic_password"]
+clock_skew_secs = 5
+{extra}
+[[jwt_validation.corp.additional_claims]]
+name = "scope"
+format = "space-separated-values"
+values = ["rabbitmq/read:*/*"]
+"#
+    )
+}
+
+async fn proxy_with_jwt(pki: &Pki, backend: &Backend, mutual: &str, section: &str) -> Proxy {
+    Proxy::start_edited(pki, backend.addr, mutual, section, |t| {
+        t.replacen("backend =", "authenticate_jwt = \"corp\"\nbackend =", 1)
+    })
+    .await
+}
+
+/// One request over HTTP/1.1 with `authorization` (if any): status and WWW-Authenticate.
+async fn call(
+    proxy: &Proxy,
+    cfg: Arc<rustls::ClientConfig>,
+    authorization: Option<&str>,
+) -> (u16, String) {
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET /api HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    let resp = raw_http1(proxy.addr, cfg, &req).await.unwrap();
+    let challenge = resp
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("www-authenticate: ")
+                .or_else(|| l.strip_prefix("WWW-Authenticate: "))
+        })
+        .unwrap_or("")
+        .to_string();
+    (status_of(&resp).unwrap_or(0), challenge)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_verified_against_the_issuers_jwks_with_the_documented_answers() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let es = SigningKey::new("es-1", Algorithm::ES384);
+    let rs = SigningKey::new("rs-1", Algorithm::RS256);
+    let jwks = JwksServer::start(&[&es, &rs]).await;
+    let proxy = proxy_with_jwt(
+        &pki,
+        &backend,
+        "mode = \"off\"",
+        &validator_section(&jwks.url(), ""),
+    )
+    .await;
+    let cfg = || client_config(&pki, None, &[b"http/1.1"]);
+
+    // Good tokens, from either key, reach the backend with the token unchanged.
+    for key in [&es, &rs] {
+        let token = key.sign(&claims(json!({})));
+        let (status, _) = call(&proxy, cfg(), Some(&bearer(&token))).await;
+        assert_eq!(status, 200, "{}", key.kid);
+        assert_eq!(backend.last().one("authorization"), bearer(&token));
+    }
+    let acc = proxy.access_records(2).pop().unwrap();
+    assert_eq!(acc["jwt_sub"], "client-42", "{acc}");
+    assert_eq!(acc["jwt_iss"], ISSUER);
+
+    // No token: a bare challenge, no error code (RFC 6750 §3.1).
+    let (status, challenge) = call(&proxy, cfg(), None).await;
+    assert_eq!((status, challenge.as_str()), (401, "Bearer realm=\"corp\""));
+
+    let other = SigningKey::new("es-1", Algorithm::ES384);
+    let hs = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("es-1".into());
+        jsonwebtoken::encode(
+            &h,
+            &claims(json!({})),
+            &EncodingKey::from_secret(b"k").unwrap(),
+        )
+        .unwrap()
+    };
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "es-1"})),
+        b64(&claims(json!({})))
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "expired",
+            es.sign(&claims(json!({"exp": now() - 60}))),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            es.sign(&claims(json!({"nbf": now() + 600}))),
+            "not valid yet",
+        ),
+        (
+            "issued in the future",
+            es.sign(&claims(json!({"iat": now() + 600}))),
+            "iat",
+        ),
+        (
+            "wrong issuer",
+            es.sign(&claims(json!({"iss": "https://evil.test"}))),
+            "issuer",
+        ),
+        (
+            "wrong audience",
+            es.sign(&claims(json!({"aud": "other"}))),
+            "audience",
+        ),
+        (
+            "no exp",
+            es.sign(&json!({"iss": ISSUER, "aud": "rabbitmq", "scope": "rabbitmq/read:*/*"})),
+            "exp",
+        ),
+        (
+            "signed by another key",
+            other.sign(&claims(json!({}))),
+            "signature",
+        ),
+        ("HMAC", hs, "not accepted"),
+        ("alg none", none, "not a JWT"),
+        ("not a JWT", "abc.def".to_string(), "not a JWT"),
+    ];
+    for (what, token, says) in &cases {
+        let (status, challenge) = call(&proxy, cfg(), Some(&bearer(token))).await;
+        assert_eq!(status, 401, "{what}");
+        assert!(
+            challenge.starts_with(
+                "Bearer realm=\"corp\", error=\"invalid_token\", error_description=\""
+            ) && challenge.contains(says),
+            "{what}: {challenge}"
+        );
+    }
+    // A good token whose claims do not allow the request: 403.
+    let narrow = es.sign(&claims(json!({"scope": "rabbitmq/write:*/*"})));
+    let (status, challenge) = call(&proxy, cfg(), Some(&bearer(&narrow))).await;
+    assert_eq!(status, 403);
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    let acc = proxy.access_records(3 + cases.len() + 1).pop().unwrap();
+    assert_eq!(acc["elb_status_code"], 403);
+    assert!(
+        acc["error_reason"].as_str().unwrap().contains("scope"),
+        "{acc}"
+    );
+    // None of the refused requests reached the backend.
+    assert_eq!(backend.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_sends_the_token_as_basic_password_like_amazon_mq_users_do() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let es = SigningKey::new("es-1", Algorithm::ES384);
+    let jwks = JwksServer::start(&[&es]).await;
+    let proxy = proxy_with_jwt(
+        &pki,
+        &backend,
+        "mode = \"off\"",
+        &validator_section(&jwks.url(), ""),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_pem(dir.path(), "server-ca.pem", &pki.server_ca.pem);
+    let token = es.sign(&claims(json!({})));
+    let curl = |user: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .arg("--cacert")
+            .arg(&ca)
+            .args(["-u", user])
+            .arg(format!("https://localhost:{}/mq", proxy.addr.port()))
+            .args([
+                "--resolve",
+                &format!("localhost:{}:127.0.0.1", proxy.addr.port()),
+            ])
+            .output()
+            .expect("curl is needed (scripts/test installs it)");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(curl(&format!(":{token}")), "200");
+    assert_eq!(curl(&format!("guest:{token}")), "401");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_key_is_fetched_when_a_token_names_it_and_a_broken_jwks_keeps_the_last_good_keys() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let old = SigningKey::new("2026-11", Algorithm::ES384);
+    let jwks = JwksServer::start(&[&old]).await;
+    let proxy = proxy_with_jwt(
+        &pki,
+        &backend,
+        "mode = \"off\"",
+        &validator_section(&jwks.url(), ""),
+    )
+    .await;
+    let cfg = || client_config(&pki, None, &[b"http/1.1"]);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+
+    // The issuer rotates: a token signed by the new key is accepted at once.
+    let new = SigningKey::new("2026-12", Algorithm::ES384);
+    jwks.publish(&[&old, &new]);
+    let (status, _) = call(&proxy, cfg(), Some(&bearer(&new.sign(&claims(json!({})))))).await;
+    assert_eq!(status, 200);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+
+    // Another unknown key within 30 s: refused without hammering the issuer.
+    let stranger = SigningKey::new("never-published", Algorithm::ES384);
+    for _ in 0..3 {
+        let (status, challenge) = call(
+            &proxy,
+            cfg(),
+            Some(&bearer(&stranger.sign(&claims(json!({}))))),
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert!(challenge.contains("never-published"), "{challenge}");
+    }
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+
+    // A reload that finds garbage, an empty set or a set of encryption keys keeps the keys.
+    let enc = {
+        let mut k = new.jwk.clone();
+        k["use"] = json!("enc");
+        json!({"keys": [k]}).to_string()
+    };
+    for broken in [&b"<html>oops</html>"[..], b"{\"keys\": []}", enc.as_bytes()] {
+        jwks.publish_raw(broken);
+        let problems = proxy.server.reload().await;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("jwt_validation.corp") && p.contains("JWKS")),
+            "{problems:?}"
+        );
+        let (status, _) = call(&proxy, cfg(), Some(&bearer(&old.sign(&claims(json!({})))))).await;
+        assert_eq!(status, 200, "after {:?}", String::from_utf8_lossy(broken));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_bound_tokens_need_the_certificate_they_are_bound_to() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let es = SigningKey::new("es-1", Algorithm::ES384);
+    let jwks = JwksServer::start(&[&es]).await;
+    let section = validator_section(&jwks.url(), "require_certificate_binding = true");
+    let proxy = proxy_with_jwt(
+        &pki,
+        &backend,
+        "mode = \"verify\"\ntrust_store = \"corp\"",
+        &section,
+    )
+    .await;
+    let cfg = || client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    let thumb = |der: &[u8]| {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+    };
+    let bound = es.sign(&claims(json!({"cnf": {"x5t#S256": thumb(&pki.good.der)}})));
+    assert_eq!(call(&proxy, cfg(), Some(&bearer(&bound))).await.0, 200);
+
+    let elsewhere = es.sign(&claims(json!({"cnf": {"x5t#S256": thumb(b"another")}})));
+    let (status, challenge) = call(&proxy, cfg(), Some(&bearer(&elsewhere))).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.contains("bound to another client certificate"),
+        "{challenge}"
+    );
+
+    let unbound = es.sign(&claims(json!({})));
+    let (status, challenge) = call(&proxy, cfg(), Some(&bearer(&unbound))).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("not bound"), "{challenge}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_jwks_stops_the_start_naming_the_url() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start().await;
+    let url = format!("http://127.0.0.1:{}/jwks.json", free_port());
+    let path = write_config(
+        dir.path(),
+        &pki,
+        backend.addr,
+        "mode = \"off\"",
+        &validator_section(&url, ""),
+    );
+    let cfg = certgate::config::load(&path).unwrap();
+    let err = match certgate::app::Server::start(cfg).await {
+        Ok(_) => panic!("started without its JWKS"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("jwt_validation.corp") && err.contains(&url),
+        "{err}"
+    );
+}
+
+#[test]
+fn validator_mistakes_are_refused_with_their_key_path() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let section = r#"
+[jwt_validation.corp]
+jwks_url = "ftp://x"
+algorithms = ["HS256", "none", "EdDSA"]
+token_sources = ["cookie"]
+clock_skew_secs = 9999
+[[jwt_validation.corp.additional_claims]]
+name = "scope"
+format = "csv"
+values = ["x"]
+"#;
+    let path = write_config(dir.path(), &pki, backend, "mode = \"off\"", section);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "backend =",
+        "authenticate_jwt = \"nope\"\nbackend =",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = match certgate::config::load(&path) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    for expected in [
+        "jwt_validation.corp.issuer: is required",
+        "jwt_validation.corp.jwks_url",
+        "jwt_validation.corp.algorithms[0]: \"HS256\" is never accepted",
+        "jwt_validation.corp.algorithms[1]: \"none\" is never accepted",
+        "jwt_validation.corp.algorithms[2]",
+        "jwt_validation.corp.token_sources[0]",
+        "jwt_validation.corp.clock_skew_secs",
+        "jwt_validation.corp.additional_claims[0].format",
+        "listener[0] (web).authenticate_jwt: no [jwt_validation.nope]",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_fetches_each_jwks_and_lists_its_key_ids() {
+    let pki = Pki::new();
+    let es = SigningKey::new("es-1", Algorithm::ES384);
+    let rs = SigningKey::new("rs-1", Algorithm::RS256);
+    let jwks = JwksServer::start(&[&es, &rs]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let path = write_config(
+        dir.path(),
+        &pki,
+        backend,
+        "mode = \"off\"",
+        &validator_section(&jwks.url(), ""),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("jwt validation corp: issuer https://issuer.test")
+            && stdout.contains("key ids [es-1, rs-1]"),
+        "{stdout}"
+    );
+    // The issuer is down: check fails and says which JWKS.
+    jwks.publish_raw(b"not json");
+    let path = dir.path().join("certgate.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("jwt_validation.corp") && stderr.contains("not JSON"),
+        "{stderr}"
+    );
+}
