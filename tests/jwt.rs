@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "support/s3.rs"]
+mod s3_support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -569,4 +572,58 @@ async fn check_fetches_each_jwks_and_lists_its_key_ids() {
         stderr.contains("jwt_validation.corp") && stderr.contains("not JSON"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_jwks_can_be_a_file_beside_the_config_or_an_s3_object() {
+    s3_support::aws_env_in_process();
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let es = SigningKey::new("es-1", Algorithm::ES384);
+    let doc = json!({"keys": [es.jwk.clone()]}).to_string();
+    let moto = s3_support::Moto::start();
+    let s3 = moto.client();
+    s3.create_bucket("issuer").await;
+    s3.put("issuer", "keys/jwks.json", doc.clone()).await;
+    let token = es.sign(&claims(json!({})));
+    let from_s3 = format!(
+        "{}\n{}",
+        s3_support::s3_table(&moto.endpoint()),
+        validator_section("s3://issuer/keys/jwks.json", "")
+    );
+    let file_proxy =
+        start_with_file(&pki, &backend, &validator_section("jwks.json", ""), &doc).await;
+    let s3_proxy = Proxy::start_edited(&pki, backend.addr, "mode = \"off\"", &from_s3, |t| {
+        t.replacen("backend =", "authenticate_jwt = \"corp\"\nbackend =", 1)
+    })
+    .await;
+    for (what, proxy) in [("file", &file_proxy), ("s3", &s3_proxy)] {
+        let cfg = client_config(&pki, None, &[b"http/1.1"]);
+        let (status, _) = call(proxy, cfg, Some(&bearer(&token))).await;
+        assert_eq!(status, 200, "{what}");
+    }
+}
+
+/// A proxy whose validator reads `jwks.json` beside its config file.
+async fn start_with_file(pki: &Pki, backend: &Backend, section: &str, doc: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), doc).unwrap();
+    let path = write_config(dir.path(), pki, backend.addr, "mode = \"off\"", section);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "backend =",
+        "authenticate_jwt = \"corp\"\nbackend =",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let server = certgate::app::Server::start(certgate::config::load(&path).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = server.local_addr("web").unwrap();
+    Proxy {
+        conn_log: dir.path().join("conn.log"),
+        access_log: dir.path().join("access.log"),
+        server,
+        addr,
+        dir,
+    }
 }

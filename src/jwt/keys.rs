@@ -187,3 +187,65 @@ fn algorithms_of_type(params: &AlgorithmParameters) -> Result<Vec<Algorithm>, St
         _ => Err("unknown kty".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A P-256 public key in JWK form (the RFC 7517 Appendix A.1 example key).
+    fn ec_key(kid: &str) -> serde_json::Value {
+        json!({
+            "kty": "EC", "crv": "P-256", "kid": kid,
+            "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+            "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"
+        })
+    }
+
+    fn parse(keys: Vec<serde_json::Value>) -> Result<KeySet, JwtError> {
+        let doc = serde_json::to_vec(&json!({ "keys": keys })).unwrap();
+        KeySet::parse(&doc, &[Algorithm::ES256, Algorithm::RS256])
+    }
+
+    #[test]
+    fn keys_that_must_not_verify_are_left_out_with_a_reason() {
+        let mut enc = ec_key("enc");
+        enc["use"] = json!("enc");
+        let mut wrap = ec_key("wrap");
+        wrap["key_ops"] = json!(["wrapKey"]);
+        let mut wrong_alg = ec_key("wrong-alg");
+        wrong_alg["alg"] = json!("RS256");
+        let secret = json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"});
+        let odd = json!({"kty": "XYZ", "kid": "odd"});
+        let set = parse(vec![ec_key("good"), enc, wrap, wrong_alg, secret, odd]).unwrap();
+        assert_eq!(set.kids(), ["good"]);
+        let reasons = set.skipped.join("\n");
+        for says in ["enc", "verify", "does not fit", "oct", "kty"] {
+            assert!(reasons.contains(says), "no {says:?} in\n{reasons}");
+        }
+        assert_eq!(set.candidates(Some("good"), Algorithm::ES256).count(), 1);
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 1);
+        assert_eq!(set.candidates(Some("good"), Algorithm::RS256).count(), 0);
+        assert!(!set.has_kid("enc"));
+    }
+
+    #[test]
+    fn documents_over_the_limits_or_without_usable_keys_are_refused() {
+        let many = (0..=MAX_JWKS_KEYS)
+            .map(|i| ec_key(&format!("k{i}")))
+            .collect();
+        assert!(parse(many)
+            .unwrap_err()
+            .to_string()
+            .contains("more than the limit"));
+        let big = vec![b' '; MAX_JWKS_BYTES as usize + 1];
+        assert!(KeySet::parse(&big, &[Algorithm::ES256])
+            .unwrap_err()
+            .to_string()
+            .contains("bytes"));
+        assert!(parse(vec![]).unwrap_err().to_string().contains("no usable"));
+        for bad in [&b"[]"[..], b"{\"keys\": 5}", b"\xff"] {
+            assert!(KeySet::parse(bad, &[Algorithm::ES256]).is_err());
+        }
+    }
+}
