@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod listener;
 pub mod mtls;
 pub mod observe;
+pub mod ocsp;
 pub mod pki;
 pub mod proxy;
 pub mod routing;

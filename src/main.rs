@@ -255,6 +255,7 @@ fn describe(
             refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
             limits: ChainLimits::default(),
             revocation_lists_expired: config::ExpiredCrls::Use,
+            ocsp: config::OcspMode::Off,
         };
         print!(
             "{}",

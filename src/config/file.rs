@@ -129,6 +129,8 @@ pub struct TrustStoreFile {
     pub max_client_certificate_size: Option<usize>,
     /// `"use"` (default) or `"reject"`: what a CRL past its nextUpdate means.
     pub revocation_lists_expired: Option<String>,
+    /// `"off"` (default), `"soft_fail"` or `"hard_fail"`: OCSP checks of client leaves.
+    pub ocsp: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -72,6 +72,7 @@ pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
             record.sni = e.sni.clone();
             record.alpn = e.alpn.clone();
             record.tls_verify_status = "Success".to_string();
+            record.tls_verify_detail.clone_from(&e.ocsp_note);
         }
         Handshake::Refused(r) => {
             record.tls_protocol = r.negotiated.protocol;
@@ -104,7 +105,8 @@ pub async fn connection(
             "proxy is shutting down; connection closed before the handshake",
         ))))
     } else {
-        handshake(stream, &tls, listener.config.timeouts.handshake).await
+        let outcome = handshake(stream, &tls, listener.config.timeouts.handshake).await;
+        super::online::admit(outcome, &listener, &tls).await
     };
     let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log);
     match outcome {

@@ -56,12 +56,28 @@ pub struct Established {
     /// The trust store that judged the client, when one did (see `VerifierReport`).
     pub trust_store_version: Option<String>,
     pub latency: Duration,
+    /// Why the OCSP step admitted the client without an answer (soft_fail), for the log.
+    pub ocsp_note: Option<String>,
 }
 
 impl Established {
     /// ALPN chose HTTP/2.
     pub fn is_h2(&self) -> bool {
         self.alpn.as_deref() == Some("h2")
+    }
+
+    /// Refuses a client after its handshake (the OCSP step): close_notify, then a refusal like
+    /// any other.
+    pub async fn refuse(mut self: Box<Self>, failure: Failure) -> Refused {
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        Refused {
+            failure,
+            negotiated: self.negotiated.clone(),
+            leaf: self.leaf.take(),
+            trust_store_version: self.trust_store_version.take(),
+            closing: None,
+        }
     }
 }
 
@@ -181,6 +197,7 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
         trust_store_version,
         latency: started.elapsed(),
         stream: Box::new(stream),
+        ocsp_note: None,
     }
 }
 

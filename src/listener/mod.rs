@@ -6,6 +6,7 @@ mod accept;
 mod connection;
 pub mod handshake;
 pub mod io;
+mod online;
 pub mod open_conns;
 pub mod serve;
 

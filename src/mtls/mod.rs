@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod handoff;
+pub mod online;
 pub mod schemes;
 pub mod status;
 pub mod verifier;

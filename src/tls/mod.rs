@@ -154,6 +154,15 @@ impl ListenerTls {
     }
 
     /// The config every new connection of this listener handshakes with.
+    /// The listener's trust store in service now, in verify mode.
+    pub fn verify_store(&self) -> Option<Arc<crate::truststore::TrustStore>> {
+        let current = self.current.as_ref()?.load();
+        match &**current {
+            Policy::Verify { store, .. } => Some(store.clone()),
+            Policy::Passthrough { .. } => None,
+        }
+    }
+
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.config.clone()
     }

@@ -7,9 +7,9 @@
 use rustls::pki_types::SignatureVerificationAlgorithm;
 
 /// One DER element: (tag, contents, the whole element, what follows).
-type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+pub type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
 
-pub(crate) fn element(input: &[u8]) -> Option<Element<'_>> {
+pub fn element(input: &[u8]) -> Option<Element<'_>> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -164,7 +164,7 @@ pub fn issuer_of(crl_der: &[u8]) -> Option<&[u8]> {
 }
 
 /// The algorithm (contents) and key bits of a SubjectPublicKeyInfo element.
-fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+pub fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
     let (0x30, inner, _, _) = element(spki)? else {
         return None;
     };

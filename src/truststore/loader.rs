@@ -142,6 +142,7 @@ pub async fn load(
 
     let (mut store, bundle, crls) = built;
     store.expired_crls = cfg.revocation_lists_expired;
+    store.ocsp = cfg.ocsp;
     if let Some(old) = in_service {
         super::freshness::check_no_rollback(old, &store)?;
     }

@@ -4,7 +4,7 @@
 //! only what changed.
 
 mod anchors;
-mod crl;
+pub mod crl;
 pub mod describe;
 pub mod freshness;
 pub mod loader;
@@ -85,6 +85,8 @@ pub struct TrustStore {
     pub limits: ChainLimits,
     /// What a CRL past its nextUpdate means at handshake time.
     pub expired_crls: crate::config::ExpiredCrls,
+    /// Whether client leaves are also checked with their OCSP responder.
+    pub ocsp: crate::config::OcspMode,
     pub sources: Vec<SourceVersion>,
     /// Derived from the sources' tags: equal on every host serving the same objects, and
     /// changed whenever any source changes; logged with every connection.
@@ -348,6 +350,7 @@ pub fn assemble(
         crl_infos: infos,
         limits,
         expired_crls: crate::config::ExpiredCrls::Use,
+        ocsp: crate::config::OcspMode::Off,
         version: store_version(&sources),
         sources,
     }

@@ -18,6 +18,20 @@ pub struct TrustStoreConfig {
     pub refresh_interval: Duration,
     pub limits: ChainLimits,
     pub revocation_lists_expired: ExpiredCrls,
+    /// OCSP checks of client leaves (SPEC §13).
+    pub ocsp: OcspMode,
+}
+
+/// `ocsp` of a trust store: whether leaves are checked with their OCSP responder, and what an
+/// answer that cannot be had means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OcspMode {
+    #[default]
+    Off,
+    /// No believable answer: admitted (and logged).
+    SoftFail,
+    /// No believable answer: `ClientCertCrlProcessingError`.
+    HardFail,
 }
 
 /// What a CRL past its nextUpdate means for the certificates it covers

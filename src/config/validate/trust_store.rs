@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::problems::{bounded, secs, source, Problems};
 use crate::config::file::TrustStoreFile;
 use crate::config::model::{
-    ChainLimits, ExpiredCrls, Source, TrustStoreConfig, DEFAULT_REFRESH_INTERVAL,
+    ChainLimits, ExpiredCrls, OcspMode, Source, TrustStoreConfig, DEFAULT_REFRESH_INTERVAL,
 };
 
 /// Every declared trust store, by name; listeners look theirs up here.
@@ -48,6 +48,22 @@ fn trust_store(name: &str, ts: &TrustStoreFile, base: &Path, p: &mut Problems) -
         ),
         limits,
         revocation_lists_expired: expired_crls(&key, ts, p),
+        ocsp: ocsp_mode(&key, ts, p),
+    }
+}
+
+fn ocsp_mode(key: &str, ts: &TrustStoreFile, p: &mut Problems) -> OcspMode {
+    match ts.ocsp.as_deref() {
+        None | Some("off") => OcspMode::Off,
+        Some("soft_fail") => OcspMode::SoftFail,
+        Some("hard_fail") => OcspMode::HardFail,
+        Some(other) => {
+            p.push(
+                &format!("{key}.ocsp"),
+                format!("{other:?} is not one of \"off\", \"soft_fail\", \"hard_fail\""),
+            );
+            OcspMode::Off
+        }
     }
 }
 
