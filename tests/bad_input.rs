@@ -1562,11 +1562,21 @@ async fn malformed_requests_get_their_documented_status_and_the_proxy_keeps_serv
         RequestCase {
             body_says: &["upgrades", "not supported"],
             ..req(
-                "Upgrade: websocket",
+                "Upgrade: h2c",
+                "GET /h2c HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                    .to_string(),
+                501,
+            )
+        },
+        RequestCase {
+            // Forwarded; a target that does not switch protocols answers as usual.
+            body_says: &["backend saw /ws"],
+            ..req(
+                "Upgrade: websocket to a target that does not upgrade",
                 "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
                     .to_string(),
-                501,
+                200,
             )
         },
         RequestCase {

@@ -1378,14 +1378,17 @@ async fn requests_certgate_answers_itself() {
         .collect();
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
-            "WebSocket upgrade",
-            "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".into(),
+            "h2c upgrade (WebSockets are relayed: tests/websocket.rs)",
+            "GET /h2c HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                .into(),
             501,
             "not supported",
         ),
         (
             "one header over 16 KiB",
-            format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"),
+            format!(
+                "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+            ),
             431,
             "x-big",
         ),

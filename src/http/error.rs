@@ -45,7 +45,7 @@ pub enum ProxyError {
     /// The value (escaped, at most 64 bytes of it) is not `host[:port]` (RFC 9112 §3.2).
     #[error("request Host header \"{value}\" is not a valid host[:port] (RFC 9112 §3.2)")]
     HostInvalid { value: String },
-    #[error("protocol upgrades (WebSocket, CONNECT) are not supported by certgate")]
+    #[error("protocol upgrades other than WebSocket over HTTP/1.1, and CONNECT, are not supported by certgate")]
     UpgradeUnsupported,
     /// A client certificate was checked for the name the client connected to; a request for
     /// another host on the same connection is not forwarded (RFC 9110 §15.5.20).

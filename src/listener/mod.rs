@@ -8,6 +8,7 @@ pub mod handshake;
 pub mod io;
 mod online;
 pub mod open_conns;
+mod relay;
 pub mod serve;
 
 pub use accept::{accept_loop, AcceptContext};

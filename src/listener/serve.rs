@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
 
 use super::handshake::ClientStream;
@@ -72,15 +71,22 @@ async fn serve_h1(
     let (io, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
     let ctx = Arc::new(context(Some(verdict)));
     let trace_id = ctx.trace_id.clone();
-    let service = service_fn(move |req| proxy::handle(ctx.clone(), req));
+    let handler = ctx.clone();
+    let service = service_fn(move |req| proxy::handle(handler.clone(), req));
     let mut b = hyper::server::conn::http1::Builder::new();
     b.keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(settings.timeouts.idle)
         .max_buf_size(max_head(&settings.limits));
-    let conn = b.serve_connection(TokioIo::new(io), service);
-    let drive = Drive::new(&settings, &trace_id, &activity, signals);
+    let conn = b
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
     drive.run(Box::pin(conn)).await;
+    let relay = ctx.relay.lock().ok().and_then(|mut r| r.take());
+    if let Some(relay) = relay {
+        drive.relay(relay).await;
+    }
 }
 
 /// HTTP/2; idle means no request open and none started or ended for the idle timeout. Frames
@@ -105,8 +111,40 @@ async fn serve_h2(
     let conn = b
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
-    let drive = Drive::new(&settings, &trace_id, &activity, signals);
+    let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
     drive.run(Box::pin(conn)).await;
+}
+
+/// A connection that can be asked to finish its in-flight requests and close.
+trait Winding: std::future::Future<Output = Result<(), hyper::Error>> {
+    fn wind_down(self: Pin<&mut Self>);
+}
+
+impl<I, B, S> Winding for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn wind_down(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, B, S, E> Winding for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn wind_down(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
+    }
 }
 
 /// Concurrent streams per connection: nginx's default (`http2_max_concurrent_streams`).
@@ -156,6 +194,19 @@ struct Drive<'a> {
 }
 
 impl<'a> Drive<'a> {
+    /// After hyper handed an accepted WebSocket upgrade over: the relay, under the same rules.
+    async fn relay(&mut self, relay: crate::proxy::websocket::Relay) {
+        super::relay::run(
+            relay,
+            &mut self.signals,
+            self.idle,
+            self.activity,
+            self.listener,
+            self.trace_id,
+        )
+        .await;
+    }
+
     fn new(
         settings: &ServeSettings<'a>,
         trace_id: &'a str,
@@ -171,14 +222,11 @@ impl<'a> Drive<'a> {
         }
     }
 
-    async fn run<C>(mut self, mut conn: Pin<Box<C>>)
-    where
-        C: GracefulConnection<Error = hyper::Error>,
-    {
+    async fn run<C: Winding + ?Sized>(&mut self, mut conn: Pin<Box<C>>) {
         let idle = self.idle;
         let mut draining = *self.signals.stop.borrow();
         if draining {
-            conn.as_mut().graceful_shutdown();
+            conn.as_mut().wind_down();
         }
         // After an idle close is asked for, the connection gets as long again to wind down; an
         // HTTP/2 client that never sent its preface would otherwise never let it finish.
@@ -194,11 +242,11 @@ impl<'a> Drive<'a> {
                     break;
                 }
                 _ = self.signals.stop.changed(), if !draining => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().wind_down();
                     draining = true;
                 }
                 _ = close_requested(&mut self.signals.revoked), if !draining => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().wind_down();
                     draining = true;
                 }
                 _ = expired(self.signals.expires), if !draining => {
@@ -208,13 +256,13 @@ impl<'a> Drive<'a> {
                         tls_verify_status = %VerifyCode::Expired.status(),
                         "closing connection after its in-flight requests: client certificate expired"
                     );
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().wind_down();
                     draining = true;
                 }
                 _ = tokio::time::sleep(wait), if !draining => {
                     if self.activity.quiet_for() >= idle {
                         tracing::debug!(listener = %self.listener, conn_trace_id = %self.trace_id, "closing idle connection");
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().wind_down();
                         draining = true;
                         hard_close = Some(tokio::time::Instant::now() + idle);
                     }
@@ -226,7 +274,7 @@ impl<'a> Drive<'a> {
 }
 
 /// Resolves when the client's certificate expires; never without an expiry.
-async fn expired(at: Option<tokio::time::Instant>) {
+pub(super) async fn expired(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending::<()>().await,
@@ -234,7 +282,7 @@ async fn expired(at: Option<tokio::time::Instant>) {
 }
 
 /// Resolves once a reload asked this connection to close; never without a registration.
-async fn close_requested(rx: &mut Option<watch::Receiver<bool>>) {
+pub(super) async fn close_requested(rx: &mut Option<watch::Receiver<bool>>) {
     if let Some(rx) = rx {
         if rx.wait_for(|close| *close).await.is_ok() {
             return;

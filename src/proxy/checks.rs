@@ -28,7 +28,7 @@ pub fn check(ctx: &ConnContext, ex: &mut Exchange, parts: &Parts) -> Result<(), 
     // §6.3); the request is then re-framed towards the backend, so no two parsers disagree.
     check_limits(&parts.headers, &ctx.settings.limits)?;
     check_host_field(parts)?;
-    if parts.headers.contains_key(http::header::UPGRADE) || parts.method == http::Method::CONNECT {
+    if super::websocket::upgrade_of(parts) == super::websocket::Upgrade::Unsupported {
         return Err(ProxyError::UpgradeUnsupported);
     }
     check_host(ctx.sni.as_deref(), ex.host())

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
 use super::exchange::Exchange;
-use super::{headers, ConnContext};
+use super::{headers, websocket, ConnContext};
 use crate::http::{empty_body, Body, ProxyError};
 use crate::routing::Route;
 use crate::upstream::client::ClientError;
@@ -29,7 +29,13 @@ pub async fn forward(
     mut parts: Parts,
     body: Incoming,
 ) -> Result<Response<Body>, ProxyError> {
+    let websocket = websocket::upgrade_of(&parts) == websocket::Upgrade::WebSocket;
+    let mut client_upgrade = None;
     rewrite(ctx, ex, &mut parts);
+    if websocket {
+        client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        websocket::restore_headers(&mut parts.headers);
+    }
     ex.set_target_group(route.group.name());
     // Only a request without a body may go to another target (see `may_retry`).
     let retryable = body.is_end_stream() && route.group.targets.len() > 1;
@@ -52,7 +58,13 @@ pub async fn forward(
         };
         let upstream = upstream_request(ex, &parts, &target, headers, body.take())?;
         let error = match send(ctx, ex, route, pick, upstream).await? {
-            Ok(response) => return Ok(response),
+            Ok(mut response) => {
+                if websocket {
+                    let framing = ctx.framing.as_deref();
+                    websocket::accept(&mut response, client_upgrade, &ctx.relay, framing);
+                }
+                return Ok(response);
+            }
             Err(error) => error,
         };
         let why = crate::error_chain(&error);

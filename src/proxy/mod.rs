@@ -7,6 +7,7 @@ mod exchange;
 mod forward;
 pub mod framing;
 pub mod headers;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub struct ConnContext {
     /// SHA-256 of the verified client certificate (DER), for certificate-bound tokens; set
     /// only on listeners that check tokens.
     pub cert_thumbprint: Option<[u8; 32]>,
+    /// A WebSocket upgrade the target accepted, for the connection task to relay.
+    pub relay: websocket::RelaySlot,
 }
 
 impl ConnContext {
@@ -103,6 +106,7 @@ impl ConnContext {
             sni,
             framing,
             cert_thumbprint: None,
+            relay: std::sync::Mutex::new(None),
         }
     }
 }

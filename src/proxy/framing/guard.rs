@@ -68,6 +68,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 scan.give(out);
                 return Poll::Ready(Ok(()));
             }
+            if scan.verdict.is_upgraded() {
+                // WebSocket frames after a 101: nothing to scan any more.
+                if scan.start < scan.buf.len() {
+                    scan.ready = scan.buf.len() - scan.start;
+                    continue;
+                }
+                return Pin::new(&mut this.inner).poll_read(cx, out);
+            }
             if scan.stopped {
                 // The stand-in request asked hyper to close; it has no reason to read again.
                 return Poll::Pending;

@@ -55,6 +55,9 @@ pub struct Rejection {
 #[derive(Debug, Default)]
 pub struct FramingVerdict {
     refusal: OnceLock<Refusal>,
+    /// Set when the target accepted a WebSocket upgrade: from then on the client's bytes are
+    /// WebSocket frames, not HTTP, and pass unscanned.
+    upgraded: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -65,6 +68,16 @@ struct Refusal {
 }
 
 impl FramingVerdict {
+    /// The connection switches protocols once the pending 101 response is written.
+    pub fn mark_upgraded(&self) {
+        self.upgraded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_upgraded(&self) -> bool {
+        self.upgraded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The rejection, if the request with these headers is the stand-in for a refused head.
     pub fn refusal_of(&self, headers: &HeaderMap) -> Option<&Rejection> {
         let refusal = self.refusal.get()?;
