@@ -183,6 +183,8 @@ pub struct TargetGroupFile {
     /// certgate's own certificate and key for mTLS to https targets.
     pub client_certificate: Option<String>,
     pub client_private_key: Option<String>,
+    /// `"HTTP1"` (default), `"HTTP2"` or `"GRPC"`.
+    pub protocol_version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

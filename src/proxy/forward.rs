@@ -31,7 +31,15 @@ pub async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let websocket = websocket::upgrade_of(&parts) == websocket::Upgrade::WebSocket;
     let mut client_upgrade = None;
+    let h2 = route.group.config.protocol_version.is_h2();
+    let te_trailers = h2 && asks_for_trailers(&parts.headers);
     rewrite(ctx, ex, &mut parts);
+    if te_trailers {
+        // The one TE value HTTP/2 allows; gRPC servers look for it.
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     if websocket {
         client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         websocket::restore_headers(&mut parts.headers);
@@ -56,7 +64,12 @@ pub async fn forward(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        let upstream = upstream_request(ex, &parts, &target, headers, body.take())?;
+        let version = if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let upstream = upstream_request(ex, &parts, &target, headers, body.take(), version)?;
         let error = match send(ctx, ex, route, pick, upstream).await? {
             Ok(mut response) => {
                 if websocket {
@@ -188,6 +201,7 @@ fn upstream_request(
     target: &Target,
     headers: http::HeaderMap,
     body: Option<Body>,
+    version: Version,
 ) -> Result<Request<Body>, ProxyError> {
     let uri = Uri::builder()
         .scheme(if target.url.https { "https" } else { "http" })
@@ -201,9 +215,19 @@ fn upstream_request(
     let mut upstream = Request::new(body.unwrap_or_else(empty_body));
     *upstream.method_mut() = parts.method.clone();
     *upstream.uri_mut() = uri;
-    *upstream.version_mut() = Version::HTTP_11;
+    *upstream.version_mut() = version;
     *upstream.headers_mut() = headers;
     Ok(upstream)
+}
+
+/// Whether the client's TE lists `trailers`.
+fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// Another target may take the request when none of it can have been acted on (no

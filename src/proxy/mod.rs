@@ -6,6 +6,7 @@ mod checks;
 mod exchange;
 mod forward;
 pub mod framing;
+mod grpc;
 pub mod headers;
 pub mod websocket;
 
@@ -119,9 +120,14 @@ pub async fn handle(
     let received = Instant::now();
     let (parts, body) = req.into_parts();
     let mut ex = Exchange::begin(&ctx, &parts, received);
+    let grpc = grpc::is_grpc(&parts.headers);
     let outcome = phases(&ctx, &mut ex, parts, body).await;
     let response = match outcome {
         Ok(response) => response,
+        Err(e) if grpc => {
+            drop(ex.refuse(&ctx, &e));
+            grpc::trailers_only(&e)
+        }
         Err(e) => ex.refuse(&ctx, &e),
     };
     Ok(ex.finish(&ctx, response))

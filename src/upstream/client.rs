@@ -147,13 +147,21 @@ pub fn client(
         // Plain targets only: no TLS settings apply and no system roots are read.
         config(&group.name, RootCertStore::empty(), None)?
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+        .https_or_http();
+    let mut client = Client::builder(TokioExecutor::new());
+    client
         .pool_idle_timeout(Duration::from_secs(50))
-        .pool_max_idle_per_host(256)
-        .build(connector))
+        .pool_max_idle_per_host(256);
+    if group.protocol_version.is_h2() {
+        // HTTP/2 only: h2c with prior knowledge to http:// targets, ALPN h2 to https:// ones.
+        // One connection per target carries every request, as streams.
+        client
+            .http2_only(true)
+            .timer(hyper_util::rt::TokioTimer::new());
+        Ok(client.build(builder.enable_http2().wrap_connector(http)))
+    } else {
+        Ok(client.build(builder.enable_http1().wrap_connector(http)))
+    }
 }

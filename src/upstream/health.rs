@@ -1,6 +1,8 @@
 //! Active health checks: every `interval` each target of a group gets `GET path`; a response
-//! within `timeout` whose status the matcher accepts passes. Runs in its own task, off the
-//! data path; results go through [`TargetGroup::observe`], which logs each change once.
+//! within `timeout` whose status the matcher accepts passes. A GRPC group's targets get a
+//! gRPC call instead (`grpc.health.v1.Health/Check` by default), judged by its `grpc-status`.
+//! Runs in its own task, off the data path; results go through [`TargetGroup::observe`],
+//! which logs each change once.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use tokio::sync::watch;
 
 use super::client::TargetClient;
 use super::{HealthEvent, Target, TargetGroup};
+use crate::config::{HealthCheckConfig, ProtocolVersion, GRPC_HEALTH_PATH};
 
 /// Checks `group`'s targets until `stop` turns true.
 pub async fn run(group: Arc<TargetGroup>, client: TargetClient, mut stop: watch::Receiver<bool>) {
@@ -48,6 +51,9 @@ pub async fn check(group: &TargetGroup, target: &Target, client: &TargetClient) 
         Ok(u) => u,
         Err(e) => return HealthEvent::CheckFailed(format!("cannot build the check request: {e}")),
     };
+    if group.config.protocol_version == ProtocolVersion::Grpc {
+        return grpc_check(hc, uri, client).await;
+    }
     let req = Request::get(uri)
         .header(header::HOST, target.url.authority.as_str())
         .header(
@@ -82,4 +88,65 @@ pub async fn check(group: &TargetGroup, target: &Target, client: &TargetClient) 
             }
         }
     }
+}
+
+/// One gRPC health call: an empty `HealthCheckRequest` (all services), passed when its
+/// `grpc-status` is one the matcher accepts and, for the standard health service, the answer
+/// says `SERVING`.
+async fn grpc_check(hc: &HealthCheckConfig, uri: Uri, client: &TargetClient) -> HealthEvent {
+    let failed = |why: String| HealthEvent::CheckFailed(format!("gRPC {}: {why}", hc.path));
+    // A gRPC message frame: not compressed, zero-length (an empty request message).
+    let frame = bytes::Bytes::from_static(&[0, 0, 0, 0, 0]);
+    let req = Request::post(uri)
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .body(
+            http_body_util::Full::new(frame)
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return failed(format!("cannot build the request: {e}")),
+    };
+    let answer = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| crate::error_chain(&e))?;
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        Ok::<_, String>((headers, body))
+    };
+    let (headers, body) = match tokio::time::timeout(hc.timeout, answer).await {
+        Err(_) => return failed(format!("no answer within {}s", hc.timeout.as_secs())),
+        Ok(Err(why)) => return failed(why),
+        Ok(Ok(a)) => a,
+    };
+    let status = body
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| headers.get("grpc-status"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok());
+    let Some(status) = status else {
+        return failed("the answer has no grpc-status".into());
+    };
+    if !hc.matcher.accepts(status) {
+        return failed(format!("grpc-status {status}, expected {}", hc.matcher));
+    }
+    if status == 0 && hc.path == GRPC_HEALTH_PATH && !serving(&body.to_bytes()) {
+        return failed("the health service does not say SERVING".into());
+    }
+    HealthEvent::CheckPassed
+}
+
+/// Whether a `HealthCheckResponse` frame says `status = SERVING` (field 1, varint 1).
+fn serving(frame: &[u8]) -> bool {
+    matches!(frame, [0, _, _, _, _, message @ ..] if message.windows(2).any(|w| w == [0x08, 0x01]))
 }

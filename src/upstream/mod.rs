@@ -205,6 +205,7 @@ mod tests {
             health_check: HealthCheckConfig::default(),
             tls: Default::default(),
             from_backend_shorthand: false,
+            protocol_version: Default::default(),
         })
     }
 

@@ -14,7 +14,39 @@ pub struct TargetGroupConfig {
     pub tls: TargetTls,
     /// Made from a listener's `backend = "URL"`: one target, no health checks.
     pub from_backend_shorthand: bool,
+    /// How certgate speaks to the targets (ALB's protocol version).
+    pub protocol_version: ProtocolVersion,
 }
+
+/// ALB's target-group protocol versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolVersion {
+    /// HTTP/1.1 to the targets.
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge (h2c) to `http://` targets, ALPN h2 to `https://` ones.
+    Http2,
+    /// HTTP/2 carrying gRPC: trailers kept, failures answered as gRPC statuses.
+    Grpc,
+}
+
+impl ProtocolVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolVersion::Http1 => "HTTP1",
+            ProtocolVersion::Http2 => "HTTP2",
+            ProtocolVersion::Grpc => "GRPC",
+        }
+    }
+
+    pub fn is_h2(self) -> bool {
+        self != ProtocolVersion::Http1
+    }
+}
+
+/// ALB's default health check for gRPC groups is its own path; certgate asks the standard
+/// gRPC health service instead, which answers `SERVING` with status 0.
+pub const GRPC_HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -112,12 +144,23 @@ pub struct Matcher(Vec<RangeInclusive<u16>>);
 
 impl Matcher {
     pub fn parse(s: &str) -> Result<Matcher, String> {
+        Self::parse_codes(s, 200..=599, "an HTTP status code")
+    }
+
+    /// gRPC status codes (`"0"`, `"0-99"`), as ALB's GrpcCode matcher.
+    pub fn parse_grpc(s: &str) -> Result<Matcher, String> {
+        Self::parse_codes(s, 0..=99, "a gRPC status code")
+    }
+
+    fn parse_codes(s: &str, allowed: RangeInclusive<u16>, what: &str) -> Result<Matcher, String> {
         let code = |c: &str| -> Result<u16, String> {
             match c.trim().parse::<u16>() {
-                Ok(n) if (200..=599).contains(&n) => Ok(n),
+                Ok(n) if allowed.contains(&n) => Ok(n),
                 _ => Err(format!(
-                    "{s:?}: {:?} is not an HTTP status code from 200 to 599",
-                    c.trim()
+                    "{s:?}: {:?} is not {what} from {} to {}",
+                    c.trim(),
+                    allowed.start(),
+                    allowed.end()
                 )),
             }
         };

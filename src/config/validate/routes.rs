@@ -88,6 +88,7 @@ fn backend_group(
             },
             tls: TargetTls::default(),
             from_backend_shorthand: true,
+            protocol_version: Default::default(),
         },
     );
     name

@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::problems::{bounded, existing_file, Problems};
 use crate::config::file::{AlgorithmFile, HealthCheckFile, TargetGroupFile};
 use crate::config::model::{
-    Algorithm, HealthCheckConfig, Matcher, TargetGroupConfig, TargetTls, TargetUrl,
+    Algorithm, HealthCheckConfig, Matcher, ProtocolVersion, TargetGroupConfig, TargetTls,
+    TargetUrl, GRPC_HEALTH_PATH,
 };
 
 /// Every declared group, by name. Listeners add their `backend = "URL"` groups later.
@@ -38,7 +39,8 @@ fn target_group(
         );
     }
     let targets = targets(&key, &g.targets, p);
-    let health_check = health_check(&key, g.health_check.as_ref(), p);
+    let protocol_version = protocol_version(&key, g.protocol_version.as_deref(), p);
+    let health_check = health_check(&key, g.health_check.as_ref(), protocol_version, p);
     let tls = target_tls(&key, g, base, p);
     if (tls.ca_bundle.is_some() || tls.client_identity.is_some())
         && !targets.iter().any(|t| t.https)
@@ -58,6 +60,22 @@ fn target_group(
         health_check,
         tls,
         from_backend_shorthand: false,
+        protocol_version,
+    }
+}
+
+fn protocol_version(key: &str, v: Option<&str>, p: &mut Problems) -> ProtocolVersion {
+    match v {
+        None | Some("HTTP1") => ProtocolVersion::Http1,
+        Some("HTTP2") => ProtocolVersion::Http2,
+        Some("GRPC") => ProtocolVersion::Grpc,
+        Some(other) => {
+            p.push(
+                &format!("{key}.protocol_version"),
+                format!("{other:?} is not one of \"HTTP1\", \"HTTP2\", \"GRPC\""),
+            );
+            ProtocolVersion::Http1
+        }
     }
 }
 
@@ -110,8 +128,18 @@ fn target_tls(key: &str, g: &TargetGroupFile, base: &Path, p: &mut Problems) -> 
     }
 }
 
-fn health_check(key: &str, h: Option<&HealthCheckFile>, p: &mut Problems) -> HealthCheckConfig {
-    let d = HealthCheckConfig::default();
+fn health_check(
+    key: &str,
+    h: Option<&HealthCheckFile>,
+    version: ProtocolVersion,
+    p: &mut Problems,
+) -> HealthCheckConfig {
+    let grpc = version == ProtocolVersion::Grpc;
+    let mut d = HealthCheckConfig::default();
+    if grpc {
+        d.path = GRPC_HEALTH_PATH.to_string();
+        d.matcher = Matcher::parse_grpc("0").unwrap_or(d.matcher);
+    }
     let Some(h) = h else {
         return d;
     };
@@ -148,7 +176,12 @@ fn health_check(key: &str, h: Option<&HealthCheckFile>, p: &mut Problems) -> Hea
         unhealthy_threshold: unhealthy as u32,
         matcher: match h.matcher.as_deref() {
             None => d.matcher,
-            Some(m) => Matcher::parse(m).unwrap_or_else(|why| {
+            Some(m) => if grpc {
+                Matcher::parse_grpc(m)
+            } else {
+                Matcher::parse(m)
+            }
+            .unwrap_or_else(|why| {
                 p.push(&format!("{key}.matcher"), why);
                 d.matcher
             }),
