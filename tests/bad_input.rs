@@ -1192,6 +1192,25 @@ fn config_errors_name_the_key_path() {
     };
     let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
         (
+            "response header of the wrong form",
+            replace(
+                "[listener.headers]",
+                "[listener.response_headers]\nx_frame_options = \"ALLOWALL\"\naccess_control_max_age = \"soon\"\n\n[listener.headers]",
+            ),
+            vec![
+                "listener[0] (web).response_headers.x_frame_options: \"ALLOWALL\" is not allowed",
+                "listener[0] (web).response_headers.access_control_max_age",
+            ],
+        ),
+        (
+            "unknown protocol_version",
+            replace(
+                "backend = ",
+                "default_target_group = \"g\"\n[target_group.g]\ntargets = [\"http://127.0.0.1:9\"]\nprotocol_version = \"HTTP3\"\n\n[[listener.rule]]\npath = \"/never\"\ntarget_group = \"g\"\n#",
+            ),
+            vec!["target_group.g.protocol_version: \"HTTP3\" is not one of"],
+        ),
+        (
             "unknown key",
             replace("bind = ", "bindd = \"x\"\nbind = "),
             vec!["listener[0].bindd: unknown key"],

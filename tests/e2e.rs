@@ -1576,3 +1576,57 @@ async fn backend_faults_give_502_with_a_reason_and_the_proxy_keeps_serving() {
         }
     }
 }
+
+/// ALB's header modification attributes: configured headers replace the target's on every
+/// answer (certgate's own too), `server_enabled = false` removes Server; bad values are refused
+/// by key.
+#[tokio::test(flavor = "multi_thread")]
+async fn response_headers_are_set_on_every_answer_and_server_can_be_removed() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let section = "\n[listener.response_headers]\n\
+        strict_transport_security = \"max-age=31536000; includeSubDomains\"\n\
+        x_content_type_options = \"nosniff\"\n\
+        x_frame_options = \"DENY\"\n\
+        access_control_allow_origin = \"https://app.example\"\n\
+        access_control_max_age = \"600\"\n\
+        server_enabled = false\n";
+    let proxy = Proxy::start_edited(&pki, backend.addr, OFF, "", |t| {
+        t.replacen(
+            "[listener.mutual_authentication]",
+            &format!("{section}\n[listener.mutual_authentication]"),
+            1,
+        )
+    })
+    .await;
+    let cfg = client_config(&pki, None, &[b"http/1.1"]);
+    for path in ["/with-headers", "/plain"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let resp = raw_http1(proxy.addr, cfg.clone(), &req)
+            .await
+            .unwrap()
+            .to_lowercase();
+        assert_eq!(status_of(&resp), Some(200), "{resp}");
+        for line in [
+            "strict-transport-security: max-age=31536000; includesubdomains",
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+            "access-control-allow-origin: https://app.example",
+            "access-control-max-age: 600",
+        ] {
+            assert!(resp.contains(line), "{path}: no {line:?} in\n{resp}");
+        }
+        assert!(
+            !resp.contains("server:") && !resp.contains("allowall"),
+            "{resp}"
+        );
+    }
+    // certgate's own answers carry them too.
+    let req = "GET / HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n";
+    let resp = raw_http1(proxy.addr, cfg, req)
+        .await
+        .unwrap()
+        .to_lowercase();
+    assert_eq!(status_of(&resp), Some(421), "{resp}");
+    assert!(resp.contains("x-frame-options: deny"), "{resp}");
+}

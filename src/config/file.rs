@@ -75,6 +75,7 @@ pub struct ListenerFile {
     pub drop_invalid_header_fields: bool,
     /// A `[jwt_validation.NAME]` every request of the listener must pass.
     pub authenticate_jwt: Option<String>,
+    pub response_headers: Option<ResponseHeadersFile>,
     /// Seconds to establish the TCP connection to the backend.
     pub backend_connect_timeout_secs: Option<u64>,
     /// Seconds the backend has to send its response headers.
@@ -196,4 +197,21 @@ pub struct HealthCheckFile {
     pub healthy_threshold: Option<u32>,
     pub unhealthy_threshold: Option<u32>,
     pub matcher: Option<String>,
+}
+
+/// `[listener.response_headers]`: ALB's header modification attributes.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResponseHeadersFile {
+    pub strict_transport_security: Option<String>,
+    pub content_security_policy: Option<String>,
+    pub x_content_type_options: Option<String>,
+    pub x_frame_options: Option<String>,
+    pub access_control_allow_origin: Option<String>,
+    pub access_control_allow_methods: Option<String>,
+    pub access_control_allow_headers: Option<String>,
+    pub access_control_allow_credentials: Option<String>,
+    pub access_control_expose_headers: Option<String>,
+    pub access_control_max_age: Option<String>,
+    /// `false` removes the `Server` header of responses.
+    pub server_enabled: Option<bool>,
 }

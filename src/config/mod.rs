@@ -9,11 +9,12 @@ pub use model::{
     Algorithm, ChainLimits, ClaimCondition, ClaimFormat, Config, ConnectionLogConfig, ExpiredCrls,
     HeaderNames, HealthCheckConfig, JwksSource, JwtAlgorithm, JwtValidatorConfig, ListenerConfig,
     LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode, ProtocolVersion, RequestLimits,
-    Routes, Rule, S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl, Timeouts,
-    TokenSource, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH,
-    DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL, GRPC_HEALTH_PATH,
+    ResponseHeaders, Routes, Rule, S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl,
+    Timeouts, TokenSource, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
+    DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL,
+    GRPC_HEALTH_PATH,
 };
 pub use validate::validate;
 

@@ -38,6 +38,8 @@ pub struct ProxySettings {
     pub strip: Arc<[http::HeaderName]>,
     pub limits: RequestLimits,
     pub drop_invalid_header_fields: bool,
+    /// `[listener.response_headers]`, applied to every answer.
+    pub response_headers: crate::config::ResponseHeaders,
     /// The listener's `authenticate_jwt` validator, run on every request.
     pub jwt: Option<Arc<Validator>>,
     pub access_log: Option<LogSink>,
@@ -59,6 +61,7 @@ impl ProxySettings {
             limits: l.limits,
             drop_invalid_header_fields: l.drop_invalid_header_fields,
             jwt: None,
+            response_headers: l.response_headers.clone(),
             access_log,
         })
     }
@@ -130,7 +133,27 @@ pub async fn handle(
         }
         Err(e) => ex.refuse(&ctx, &e),
     };
+    let response = modify_headers(&ctx.settings.response_headers, response);
     Ok(ex.finish(&ctx, response))
+}
+
+/// ALB's header modification: the configured headers replace the target's, and `Server` goes
+/// when `server_enabled = false`.
+fn modify_headers(
+    r: &crate::config::ResponseHeaders,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    if r.set.is_empty() && !r.remove_server {
+        return response;
+    }
+    let h = response.headers_mut();
+    for (name, value) in &r.set {
+        h.insert(name.clone(), value.clone());
+    }
+    if r.remove_server {
+        h.remove(http::header::SERVER);
+    }
+    response
 }
 
 async fn phases(

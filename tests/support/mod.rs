@@ -100,12 +100,17 @@ impl Backend {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(format!(
-                                    "backend saw {path} with {} body bytes",
-                                    body.len()
-                                )),
-                            )))
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(format!(
+                                "backend saw {path} with {} body bytes",
+                                body.len()
+                            ))));
+                            // Headers a response-header rule may replace or remove.
+                            if path.starts_with("/with-headers") {
+                                let h = resp.headers_mut();
+                                h.insert("server", "test-backend".parse().unwrap());
+                                h.insert("x-frame-options", "ALLOWALL".parse().unwrap());
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()

@@ -36,6 +36,15 @@ pub struct ListenerConfig {
     pub drop_invalid_header_fields: bool,
     /// A `[jwt_validation.NAME]` every request must pass (SPEC §10).
     pub authenticate_jwt: Option<String>,
+    pub response_headers: ResponseHeaders,
+}
+
+/// `[listener.response_headers]`: headers set on every response (replacing the target's), and
+/// whether the `Server` header is removed.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders {
+    pub set: Vec<(HeaderName, http::HeaderValue)>,
+    pub remove_server: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

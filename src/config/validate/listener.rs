@@ -108,6 +108,11 @@ fn listener(
         max_connections,
         drop_invalid_header_fields: l.drop_invalid_header_fields,
         authenticate_jwt: l.authenticate_jwt.clone(),
+        response_headers: super::response_headers::response_headers(
+            &key,
+            l.response_headers.as_ref(),
+            p,
+        ),
     })
 }
 

@@ -5,6 +5,7 @@
 mod jwt;
 mod listener;
 mod problems;
+mod response_headers;
 mod routes;
 mod target_group;
 mod trust_store;
