@@ -70,6 +70,8 @@ pub struct MutualAuthFile {
     pub trust_store: Option<String>,
     pub ignore_client_certificate_expiry: Option<bool>,
     pub advertise_trust_store_ca_names: Option<OnOff>,
+    /// Verify only: `false` admits a client that sends no certificate (RabbitMQ's name).
+    pub fail_if_no_peer_cert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

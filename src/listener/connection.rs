@@ -72,6 +72,9 @@ pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
             record.sni = e.sni.clone();
             record.alpn = e.alpn.clone();
             record.tls_verify_status = "Success".to_string();
+            if e.chain.is_empty() && record.mode == Mode::Verify.as_str() {
+                record.tls_verify_detail = Some(NO_CERTIFICATE_ADMITTED.to_string());
+            }
         }
         Handshake::Refused(r) => {
             record.tls_protocol = r.negotiated.protocol;
@@ -82,6 +85,10 @@ pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
         }
     }
 }
+
+/// The connection-log detail of a verify-mode client admitted without a certificate.
+const NO_CERTIFICATE_ADMITTED: &str =
+    "client sent no certificate; admitted without one (fail_if_no_peer_cert = false)";
 
 pub fn record_failure(record: &mut ConnectionRecord, failure: &Failure) {
     record.tls_verify_status = failure.code.status();
@@ -201,14 +208,15 @@ fn expiry(listener: &Listener, mode: Mode, not_after_unix: Option<i64>) -> Optio
 }
 
 /// In verify mode, registers the connection for re-checks on reload; the receiver turns true
-/// when a reload revoked the client.
+/// when a reload revoked the client. A client admitted without a certificate has nothing a
+/// reload could revoke.
 fn register(
     est: &Established,
     listener: &Listener,
     tls: &Arc<ListenerTls>,
     trace_id: &str,
 ) -> (Option<Registration>, Option<watch::Receiver<bool>>) {
-    if tls.mode != Mode::Verify {
+    if tls.mode != Mode::Verify || est.chain.is_empty() {
         return (None, None);
     }
     let (reg, rx) = listener.open_conns.register(trace_id, est.chain.clone());

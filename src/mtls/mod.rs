@@ -23,5 +23,8 @@ pub enum Policy {
         store: Arc<TrustStore>,
         ignore_expiry: bool,
         advertise_ca_names: bool,
+        /// False: a client may send no certificate at all (`fail_if_no_peer_cert = false`);
+        /// one it does send must still verify.
+        require_certificate: bool,
     },
 }

@@ -53,7 +53,13 @@ impl ListenerVerifier {
         };
         ListenerVerifier {
             current,
-            mandatory: matches!(policy, Policy::Verify { .. }),
+            mandatory: matches!(
+                policy,
+                Policy::Verify {
+                    require_certificate: true,
+                    ..
+                }
+            ),
             ca_names,
             algorithms,
         }

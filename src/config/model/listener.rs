@@ -57,6 +57,9 @@ pub struct MutualAuth {
     pub trust_store: Option<String>,
     pub ignore_client_certificate_expiry: bool,
     pub advertise_trust_store_ca_names: bool,
+    /// Verify mode: a client without a certificate is refused (true, the default) or admitted
+    /// without identity or mTLS headers (false). A bad certificate is refused either way.
+    pub fail_if_no_peer_cert: bool,
 }
 
 /// The header names a listener sends (after renames). All of them, and ALB's default names, are

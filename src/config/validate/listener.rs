@@ -225,6 +225,7 @@ fn mutual_auth(
                 "advertise_trust_store_ca_names",
                 m.advertise_trust_store_ca_names.is_some(),
             ),
+            ("fail_if_no_peer_cert", m.fail_if_no_peer_cert.is_some()),
         ] {
             if given {
                 p.push(
@@ -239,6 +240,7 @@ fn mutual_auth(
         trust_store,
         ignore_client_certificate_expiry: m.ignore_client_certificate_expiry.unwrap_or(false),
         advertise_trust_store_ca_names: m.advertise_trust_store_ca_names == Some(OnOff::On),
+        fail_if_no_peer_cert: m.fail_if_no_peer_cert.unwrap_or(true),
     }
 }
 
