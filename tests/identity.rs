@@ -7,6 +7,7 @@ mod support;
 
 use std::path::Path;
 
+use rcgen::{CustomExtension, DnType, DnValue, OtherNameValue, SanType};
 use support::pki::*;
 use support::*;
 
@@ -144,4 +145,284 @@ async fn a_required_certificate_is_still_required_by_default() {
     let rec = proxy.conn_records(1).pop().unwrap();
     assert_eq!(rec["tls_verify_status"], "Failed:UnmappedConnectionError");
     assert_eq!(backend.count(), 0);
+}
+
+// ---- [listener.client_identity] ----
+
+/// OID of Microsoft's UPN otherName, a common one.
+const UPN: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
+
+/// CN=ops-1,O=Corp with two SANs of each usual type and a UPN otherName.
+fn many_names(pki: &Pki) -> Leaf {
+    let ia5 = |s: &str| s.try_into().expect("IA5 string");
+    pki.inter.leaf(&LeafSpec {
+        subject: vec![
+            (DnType::OrganizationName, DnValue::from("Corp")),
+            (DnType::CommonName, DnValue::from("ops-1")),
+        ],
+        sans: vec![
+            SanType::DnsName(ia5("a.example")),
+            SanType::URI(ia5("spiffe://corp/admin/ops-1")),
+            SanType::IpAddress("10.0.0.7".parse().unwrap()),
+            SanType::DnsName(ia5("b.example")),
+            SanType::Rfc822Name(ia5("ops@example.com")),
+            SanType::IpAddress("2001:db8::1".parse().unwrap()),
+            SanType::OtherName((UPN.to_vec(), OtherNameValue::Utf8String("svc-7".into()))),
+        ],
+        ..LeafSpec::default()
+    })
+}
+
+/// A leaf whose only SAN is an otherName holding an INTEGER, not a string.
+fn other_name_integer(pki: &Pki) -> Leaf {
+    let oid = der_tlv(
+        0x06,
+        &[0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03],
+    );
+    let value = der_tlv(0xA0, &der_tlv(0x02, &[5]));
+    let other = der_tlv(0xA0, &[oid, value].concat());
+    let san = der_tlv(0x30, &other);
+    pki.inter.leaf(&LeafSpec {
+        extensions: vec![CustomExtension::from_oid_content(&[2, 5, 29, 17], san)],
+        ..LeafSpec::client("odd other name")
+    })
+}
+
+fn subject(pki: &Pki, value: DnValue) -> Leaf {
+    pki.inter.leaf(&LeafSpec {
+        subject: vec![(DnType::CommonName, value)],
+        ..LeafSpec::default()
+    })
+}
+
+/// One client of an identity case: its leaf, and the identity it must get (`Ok`) or the words
+/// the access log must give for having none (`Err`).
+type Client<'a> = (&'a Leaf, Result<&'a str, &'a str>);
+
+/// Starts a verify listener with `[listener.client_identity]` = `identity` (header
+/// X-Client-Identity) and checks each client with curl: the header the backend gets (the forged
+/// copies a client sends never reach it), the connection log and the access log.
+async fn identity_case(pki: &Pki, identity: &str, clients: &[Client<'_>]) {
+    let backend = Backend::start().await;
+    let section = format!(
+        "{}\n\n[listener.client_identity]\n{identity}\nheader_name = \"X-Client-Identity\"\n",
+        "mode = \"verify\"\ntrust_store = \"corp\""
+    );
+    let proxy = start(pki, &backend, &section, "").await;
+    let dir = proxy.dir.path();
+    for (i, (leaf, want)) in clients.iter().enumerate() {
+        write_client(dir, pki, "case", leaf);
+        let forged = [
+            "-H",
+            "X-Client-Identity: admin",
+            "-H",
+            "x_client-identity: admin",
+        ];
+        let r = curl(dir, &url(&proxy, "/who"), Some("case"), &forged).await;
+        assert_eq!(r.status, 200, "{identity}: client {i}: {}", r.body);
+        let seen = backend.last();
+        let conn = proxy.conn_records(i + 1).pop().unwrap();
+        let access = proxy.access_records(i + 1).pop().unwrap();
+        assert!(!seen.has("x_client-identity"), "{:?}", seen.headers);
+        match want {
+            Ok(id) => {
+                assert_eq!(
+                    seen.all("x-client-identity"),
+                    [*id],
+                    "{identity}: client {i}"
+                );
+                assert_eq!(conn["client_identity"], *id, "{conn}");
+                assert_eq!(access["client_identity"], *id, "{access}");
+                assert!(access["client_identity_detail"].is_null(), "{access}");
+            }
+            Err(why) => {
+                assert!(
+                    !seen.has("x-client-identity"),
+                    "{identity}: {:?}",
+                    seen.headers
+                );
+                assert!(conn["client_identity"].is_null(), "{conn}");
+                assert!(access["client_identity"].is_null(), "{access}");
+                let detail = access["client_identity_detail"].as_str().unwrap_or("");
+                assert!(detail.contains(why), "{identity}: client {i}: {access}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_identity_source_names_the_client_and_a_missing_field_names_nobody() {
+    let pki = Pki::new();
+    let leaf = many_names(&pki);
+    let odd = other_name_integer(&pki);
+    let bmp = subject(&pki, DnValue::BmpString("Zoë".try_into().unwrap()));
+    let long = subject(&pki, DnValue::from("x".repeat(1500)));
+    let empty = pki.inter.leaf(&LeafSpec {
+        subject: vec![],
+        ..LeafSpec::default()
+    });
+    let san = |t: &str, i: usize| {
+        format!("from = \"subject_alternative_name\"\nsan_type = \"{t}\"\nsan_index = {i}")
+    };
+    identity_case(
+        &pki,
+        "from = \"distinguished_name\"",
+        &[
+            (&leaf, Ok("CN=ops-1,O=Corp")),
+            (&empty, Err("empty subject")),
+        ],
+    )
+    .await;
+    identity_case(
+        &pki,
+        "from = \"common_name\"",
+        &[
+            (&leaf, Ok("ops-1")),
+            (&bmp, Ok(r"Zo\C3\AB")),
+            (&empty, Err("no common name")),
+            (&long, Err("more than 1024")),
+        ],
+    )
+    .await;
+    identity_case(&pki, &san("dns", 1), &[(&leaf, Ok("b.example"))]).await;
+    identity_case(&pki, &san("ip", 0), &[(&leaf, Ok("10.0.0.7"))]).await;
+    identity_case(&pki, &san("ip", 1), &[(&leaf, Ok("2001:db8::1"))]).await;
+    identity_case(&pki, &san("email", 0), &[(&leaf, Ok("ops@example.com"))]).await;
+    identity_case(
+        &pki,
+        &san("uri", 0),
+        &[
+            (&leaf, Ok("spiffe://corp/admin/ops-1")),
+            (&pki.good, Err("no subject alternative names")),
+        ],
+    )
+    .await;
+    identity_case(&pki, &san("uri", 1), &[(&leaf, Err("has 1 uri SAN(s)"))]).await;
+    identity_case(
+        &pki,
+        &san("other_name", 0),
+        &[(&leaf, Ok("svc-7")), (&odd, Err("UTF-8 string"))],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_identity_header_is_stripped_from_clients_without_a_certificate() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let section = format!(
+        "{OPTIONAL}\n\n[listener.client_identity]\nfrom = \"common_name\"\nheader_name = \"X-Client-Identity\"\n"
+    );
+    let proxy = start(&pki, &backend, &section, "").await;
+    let forged = [
+        "-H",
+        "X-Client-Identity: ops-1",
+        "-H",
+        "X_CLIENT_IDENTITY: ops-1",
+    ];
+    let r = curl(proxy.dir.path(), &url(&proxy, "/"), None, &forged).await;
+    assert_eq!(r.status, 200);
+    let seen = backend.last();
+    assert!(mtls_headers(&seen).is_empty(), "{:?}", seen.headers);
+    assert!(!seen.has("x_client_identity"), "{:?}", seen.headers);
+    let access = proxy.access_records(1).pop().unwrap();
+    assert!(access["client_identity"].is_null(), "{access}");
+    assert!(access["client_identity_detail"].is_null(), "{access}");
+}
+
+// ---- what `check` refuses ----
+
+/// Each edit of a valid verify config, and the fragments its one problem must contain.
+fn refused_configs(cases: &[(String, String, String, Vec<String>)]) {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backend: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut failures = Vec::new();
+    for (name, mutual, extra, want) in cases {
+        let path = write_config(dir.path(), &pki, backend, mutual, extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        match certgate::config::from_str(&text, &path, dir.path()) {
+            Ok(_) => failures.push(format!("{name}: accepted")),
+            Err(e) => {
+                let msg = e.to_string();
+                if let Some(missing) = want.iter().find(|w| !msg.contains(w.as_str())) {
+                    failures.push(format!("{name}: {missing:?} not in: {msg}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
+
+fn with_identity(mode: &str, body: &str) -> String {
+    format!("{mode}\n\n[listener.client_identity]\n{body}\n")
+}
+
+#[test]
+fn check_refuses_wrong_identity_settings_by_key_path() {
+    let key = "listener[0] (web).client_identity";
+    let cases: Vec<(String, String, Vec<String>)> = vec![
+        (
+            "san_type without subject_alternative_name".into(),
+            with_identity(VERIFY, "from = \"common_name\"\nsan_type = \"uri\""),
+            vec![format!("{key}.san_type: only allowed with from = \"subject_alternative_name\"")],
+        ),
+        (
+            "negative san_index".into(),
+            with_identity(
+                VERIFY,
+                "from = \"subject_alternative_name\"\nsan_type = \"dns\"\nsan_index = -1",
+            ),
+            vec![format!("{key}.san_index: -1 is out of range")],
+        ),
+        (
+            "subject_alternative_name without san_type".into(),
+            with_identity(VERIFY, "from = \"subject_alternative_name\""),
+            vec![format!("{key}.san_type: is required")],
+        ),
+        (
+            "header name of an ALB header".into(),
+            with_identity(
+                VERIFY,
+                "from = \"common_name\"\nheader_name = \"X-Amzn-Mtls-Clientcert-Subject\"",
+            ),
+            vec![format!("{key}.header_name"), "collides".into()],
+        ),
+        (
+            "header name of an ALB header spelt with _".into(),
+            with_identity(
+                VERIFY,
+                "from = \"common_name\"\nheader_name = \"x_amzn_mtls_clientcert\"",
+            ),
+            vec![format!("{key}.header_name"), "collides".into()],
+        ),
+        (
+            "header name X-Forwarded-For".into(),
+            with_identity(VERIFY, "from = \"common_name\"\nheader_name = \"X-Forwarded-For\""),
+            vec![format!("{key}.header_name"), "collides".into()],
+        ),
+        (
+            "identity on a passthrough listener".into(),
+            with_identity("mode = \"passthrough\"", "from = \"common_name\""),
+            vec![format!("{key}: only allowed when mutual_authentication.mode = \"verify\"")],
+        ),
+        (
+            "unknown from".into(),
+            with_identity(VERIFY, "from = \"serial\""),
+            vec!["listener[0].client_identity.from".into(), "serial".into()],
+        ),
+        (
+            "fail_if_no_peer_cert on passthrough".into(),
+            "mode = \"passthrough\"\nfail_if_no_peer_cert = false".into(),
+            vec!["listener[0] (web).mutual_authentication.fail_if_no_peer_cert: only allowed when mode = \"verify\"".into()],
+        ),
+    ];
+    refused_configs(
+        &cases
+            .iter()
+            .map(|(n, m, w)| (n.clone(), m.clone(), String::new(), w.clone()))
+            .collect::<Vec<_>>(),
+    );
 }

@@ -32,6 +32,7 @@ pub struct ListenerFile {
     pub rule: Vec<RuleFile>,
     pub mutual_authentication: Option<MutualAuthFile>,
     pub headers: Option<HeadersFile>,
+    pub client_identity: Option<ClientIdentityFile>,
     /// Seconds a client has to complete the TLS handshake.
     pub handshake_timeout_secs: Option<u64>,
     /// Seconds a client connection may stay unused before it is closed: HTTP/1.1, no bytes either
@@ -72,6 +73,34 @@ pub struct MutualAuthFile {
     pub advertise_trust_store_ca_names: Option<OnOff>,
     /// Verify only: `false` admits a client that sends no certificate (RabbitMQ's name).
     pub fail_if_no_peer_cert: Option<bool>,
+}
+
+/// `[listener.client_identity]`: RabbitMQ's `ssl_cert_login_*` settings.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientIdentityFile {
+    pub from: Option<IdentityFromFile>,
+    pub san_type: Option<SanTypeFile>,
+    /// Signed, so that a negative index is refused by validation with its key path.
+    pub san_index: Option<i64>,
+    pub header_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityFromFile {
+    DistinguishedName,
+    CommonName,
+    SubjectAlternativeName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanTypeFile {
+    Dns,
+    Ip,
+    Email,
+    Uri,
+    OtherName,
 }
 
 #[derive(Debug, Default, Deserialize)]

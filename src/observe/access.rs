@@ -31,6 +31,10 @@ pub struct AccessRecord {
     pub response_processing_time: f64,
     pub error_reason: Option<String>,
     pub leaf_client_cert_subject: Option<String>,
+    /// Who the client is (`[listener.client_identity]`), when known.
+    pub client_identity: Option<String>,
+    /// Why a listener that takes identities has none for this client's certificate.
+    pub client_identity_detail: Option<String>,
 }
 
 impl AccessRecord {

@@ -80,7 +80,10 @@ impl Exchange {
             .get(http::header::USER_AGENT)
             .and_then(|h| h.to_str().ok())
             .map(clip);
-        log.leaf_client_cert_subject = ctx.leaf_subject.clone();
+        let cert = &ctx.cert;
+        log.leaf_client_cert_subject = cert.leaf.as_ref().map(|l| l.subject.clone());
+        log.client_identity = cert.identity.value().map(str::to_string);
+        log.client_identity_detail = cert.identity.missing().map(str::to_string);
     }
 
     /// The host the request is for (authority, else Host), as the client wrote it.

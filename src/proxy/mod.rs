@@ -22,6 +22,7 @@ use crate::http::{Body, ProxyError};
 use crate::observe::LogSink;
 use crate::routing::{Route, RouteError, Router};
 use crate::upstream::TargetGroup;
+use crate::x509::{Identity, LeafFacts};
 use exchange::Exchange;
 
 /// What every request handler of a listener shares. Built once at start.
@@ -49,11 +50,21 @@ impl ProxySettings {
             port_value: HeaderValue::from(port),
             router: Router::new(&l.routes, groups, l.timeouts.backend_connect)?,
             timeouts: l.timeouts,
-            strip: l.headers.strip_set().into(),
+            strip: l.strip_set().into(),
             limits: l.limits,
             access_log,
         })
     }
+}
+
+/// What the handshake established about the client's certificate, for rules and logs.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCert {
+    /// The leaf was verified against the trust store (verify mode, a certificate sent): only
+    /// then may a rule's certificate conditions match.
+    pub verified: bool,
+    pub leaf: Option<LeafFacts>,
+    pub identity: Identity,
 }
 
 /// Per-connection state, fixed after the handshake.
@@ -66,7 +77,7 @@ pub struct ConnContext {
     pub client_ip: HeaderValue,
     /// ALB's client-certificate headers, added to every request.
     pub headers: ConnHeaders,
-    pub leaf_subject: Option<String>,
+    pub cert: ClientCert,
     /// The TLS server name the client asked for, if any.
     pub sni: Option<String>,
     /// HTTP/1.1: the request head the framing guard refused, if it refused one.
@@ -79,7 +90,7 @@ impl ConnContext {
         trace_id: String,
         client: SocketAddr,
         headers: ConnHeaders,
-        leaf_subject: Option<String>,
+        cert: ClientCert,
         sni: Option<String>,
         framing: Option<Arc<framing::FramingVerdict>>,
     ) -> ConnContext {
@@ -90,7 +101,7 @@ impl ConnContext {
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
             headers,
-            leaf_subject,
+            cert,
             sni,
             framing,
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::routes::Routes;
+use crate::x509::IdentityField;
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ALB's default connection idle timeout.
@@ -28,6 +29,8 @@ pub struct ListenerConfig {
     pub routes: Routes,
     pub mutual_authentication: MutualAuth,
     pub headers: HeaderNames,
+    /// `[listener.client_identity]`; verify listeners only.
+    pub client_identity: Option<ClientIdentityConfig>,
     pub timeouts: Timeouts,
     pub limits: RequestLimits,
     pub max_connections: usize,
@@ -60,6 +63,27 @@ pub struct MutualAuth {
     /// Verify mode: a client without a certificate is refused (true, the default) or admitted
     /// without identity or mTLS headers (false). A bad certificate is refused either way.
     pub fail_if_no_peer_cert: bool,
+}
+
+/// Who the client is, read from its verified certificate.
+#[derive(Debug, Clone)]
+pub struct ClientIdentityConfig {
+    pub field: IdentityField,
+    /// Sent to targets with the identity; stripped from clients like every owned header.
+    pub header: Option<HeaderName>,
+}
+
+impl ListenerConfig {
+    /// Every header name a client must never be able to send to this listener's targets.
+    pub fn strip_set(&self) -> Vec<HeaderName> {
+        let mut out = self.headers.strip_set();
+        if let Some(h) = self.client_identity.as_ref().and_then(|c| c.header.clone()) {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
 }
 
 /// The header names a listener sends (after renames). All of them, and ALB's default names, are

@@ -86,6 +86,13 @@ fn listener(
     let mutual_authentication =
         mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
     let headers = headers(&key, l.headers.as_ref(), p);
+    let client_identity = super::identity::client_identity(
+        &key,
+        l.client_identity.as_ref(),
+        mutual_authentication.mode,
+        &headers,
+        p,
+    );
     let timeouts = timeouts(&key, l, p);
     let limits = request_limits(&key, l, p);
     let max_connections = bounded(
@@ -103,6 +110,7 @@ fn listener(
         routes: routes?,
         mutual_authentication,
         headers,
+        client_identity,
         timeouts,
         limits,
         max_connections,
@@ -293,7 +301,7 @@ const ATTRIBUTES: [&str; 8] = [
 ];
 
 /// Names the proxy sets or frames messages with; an mTLS header renamed to one would clash.
-const RESERVED: [&str; 7] = [
+pub(super) const RESERVED: [&str; 7] = [
     "host",
     "x-forwarded-for",
     "x-forwarded-proto",
