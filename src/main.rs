@@ -174,11 +174,19 @@ fn check(path: &std::path::Path) -> Result<()> {
                 .unwrap_or_default()
         );
         for (i, r) in l.routes.rules.iter().enumerate() {
+            let list = |what: &str, p: &Option<Vec<certgate::wildcard::Pattern>>| {
+                p.as_ref().map_or(String::new(), |p| {
+                    let p: Vec<&str> = p.iter().map(|p| p.as_str()).collect();
+                    format!(" {what} [{}]", p.join(", "))
+                })
+            };
             println!(
-                "    rule[{i}]: host {} path {} -> target group {}",
+                "    rule[{i}]: host {} path {}{}{} -> {}",
                 r.host.as_ref().map_or("*", |h| h.as_str()),
                 r.path.as_ref().map_or("*", |p| p.as_str()),
-                r.target_group
+                list("client_identity", &r.client_identity),
+                list("client_issuer", &r.client_issuer),
+                r.action.describe()
             );
         }
     }

@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 
 use rcgen::{CustomExtension, DnType, DnValue, OtherNameValue, SanType};
+use serde_json::Value;
 use support::pki::*;
 use support::*;
 
@@ -423,6 +424,213 @@ fn check_refuses_wrong_identity_settings_by_key_path() {
         &cases
             .iter()
             .map(|(n, m, w)| (n.clone(), m.clone(), String::new(), w.clone()))
+            .collect::<Vec<_>>(),
+    );
+}
+
+// ---- rules on the client certificate, fixed responses ----
+
+/// The README's worked example: everyone may come without a certificate, `/admin/*` is for
+/// `ops-*` clients only.
+fn admin_example(admin: std::net::SocketAddr) -> (String, String) {
+    let mutual = format!(
+        "{OPTIONAL}\n\n[listener.client_identity]\nfrom = \"common_name\"\nheader_name = \"X-Client-Identity\"\n"
+    );
+    let extra = format!(
+        r#"
+[[listener.rule]]
+path = "/admin/*"
+client_identity = ["ops-*", "spiffe://corp/admin/*"]
+target_group = "admin"
+
+[[listener.rule]]
+path = "/admin/*"
+fixed_response = {{ status_code = 403, content_type = "text/plain", message_body = "forbidden" }}
+
+[[listener.rule]]
+path = "/by-issuer"
+client_issuer = ["CN=certgate test inter*"]
+fixed_response = {{ status_code = 200, content_type = "application/json", message_body = "{{\"issuer\":\"ok\"}}" }}
+
+[target_group.admin]
+targets = ["http://{admin}"]
+[target_group.admin.health_check]
+enabled = false
+"#
+    );
+    (mutual, extra)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_authorize_by_identity_and_answer_the_rest_with_a_fixed_response() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let admin = Backend::start().await;
+    let (mutual, extra) = admin_example(admin.addr);
+    let proxy = start(&pki, &backend, &mutual, &extra).await;
+    let dir = proxy.dir.path();
+    write_client(
+        dir,
+        &pki,
+        "ops",
+        &pki.inter.leaf(&LeafSpec::client("ops-1")),
+    );
+
+    let ops = curl(dir, &url(&proxy, "/admin/users"), Some("ops"), &[]).await;
+    assert_eq!(ops.status, 200, "{}", ops.body);
+    assert_eq!(admin.count(), 1, "the ops client reaches the admin group");
+    assert_eq!(admin.last().one("x-client-identity"), "ops-1");
+
+    let other = curl(dir, &url(&proxy, "/admin/users"), Some("good"), &[]).await;
+    assert_eq!((other.status, other.body.as_str()), (403, "forbidden"));
+    let anonymous = curl(dir, &url(&proxy, "/admin/users"), None, &["-i"]).await;
+    assert_eq!(anonymous.status, 403);
+    assert!(
+        anonymous
+            .body
+            .to_lowercase()
+            .contains("content-type: text/plain"),
+        "{}",
+        anonymous.body
+    );
+    let forged = curl(
+        dir,
+        &url(&proxy, "/admin/users"),
+        None,
+        &["-H", "X-Client-Identity: ops-1"],
+    )
+    .await;
+    assert_eq!(
+        forged.status, 403,
+        "a forged identity header authorizes nothing"
+    );
+    assert_eq!(
+        admin.count(),
+        1,
+        "only the ops client reached the admin group"
+    );
+
+    let public = curl(dir, &url(&proxy, "/public"), None, &[]).await;
+    assert_eq!(public.status, 200);
+    assert_eq!(backend.count(), 1);
+
+    let by_issuer = curl(dir, &url(&proxy, "/by-issuer"), Some("good"), &[]).await;
+    assert_eq!(
+        (by_issuer.status, by_issuer.body.as_str()),
+        (200, "{\"issuer\":\"ok\"}")
+    );
+    let no_issuer = curl(dir, &url(&proxy, "/by-issuer"), None, &[]).await;
+    assert_eq!(no_issuer.status, 200);
+    assert_eq!(
+        backend.count(),
+        2,
+        "without a certificate the issuer rule does not match"
+    );
+
+    let access = proxy.access_records(7);
+    let rules: Vec<&Value> = access.iter().map(|r| &r["rule"]).collect();
+    assert_eq!(
+        rules[..4],
+        [
+            &Value::from(0),
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(1)
+        ]
+    );
+    assert!(access[1]["target"].is_null(), "{}", access[1]);
+    // The README's jq line: who was refused.
+    let jq = std::process::Command::new("jq")
+        .args([
+            "-r",
+            r#"select(.elb_status_code == 403) | .client_identity // "(no certificate)""#,
+        ])
+        .arg(&proxy.access_log)
+        .output()
+        .expect("run jq");
+    assert_eq!(
+        String::from_utf8_lossy(&jq.stdout),
+        "client\n(no certificate)\n(no certificate)\n"
+    );
+}
+
+#[test]
+fn check_refuses_wrong_rules_by_key_path() {
+    let key = "listener[0] (web).rule[0]";
+    let identity = with_identity(VERIFY, "from = \"common_name\"");
+    let fixed = |f: &str| format!("[[listener.rule]]\npath = \"/a\"\nfixed_response = {{ {f} }}\n");
+    let rule = |body: &str| format!("[[listener.rule]]\npath = \"/a\"\n{body}\n");
+    let forbidden = "fixed_response = { status_code = 403 }";
+    let cases: Vec<(&str, String, String, Vec<String>)> = vec![
+        (
+            "identity condition on a passthrough listener",
+            "mode = \"passthrough\"".into(),
+            rule(&format!("client_identity = [\"ops-*\"]\n{forbidden}")),
+            vec![format!("{key}.client_identity: a certificate condition needs mutual_authentication.mode = \"verify\"")],
+        ),
+        (
+            "issuer condition on an off listener",
+            "mode = \"off\"".into(),
+            rule(&format!("client_issuer = [\"CN=*\"]\n{forbidden}")),
+            vec![format!("{key}.client_issuer: a certificate condition needs")],
+        ),
+        (
+            "identity condition without [listener.client_identity]",
+            VERIFY.into(),
+            rule(&format!("client_identity = [\"ops-*\"]\n{forbidden}")),
+            vec![format!("{key}.client_identity: needs a [listener.client_identity] section")],
+        ),
+        (
+            "empty identity list",
+            identity.clone(),
+            rule(&format!("client_identity = []\n{forbidden}")),
+            vec![format!("{key}.client_identity: is empty")],
+        ),
+        (
+            "a 302 fixed response",
+            VERIFY.into(),
+            fixed("status_code = 302"),
+            vec![format!("{key}.fixed_response.status_code: 302 is not a 2XX, 4XX or 5XX status")],
+        ),
+        (
+            "an unknown content type",
+            VERIFY.into(),
+            fixed("status_code = 403, content_type = \"text/xml\""),
+            vec![format!("{key}.fixed_response.content_type: \"text/xml\" is not one of")],
+        ),
+        (
+            "a body of 1025 bytes",
+            VERIFY.into(),
+            fixed(&format!("status_code = 403, message_body = \"{}\"", "x".repeat(1025))),
+            vec![format!("{key}.fixed_response.message_body: is 1025 bytes, more than 1024")],
+        ),
+        (
+            "two actions",
+            VERIFY.into(),
+            rule(&format!("target_group = \"web/backend\"\n{forbidden}")),
+            vec![format!("{key}: give exactly one action")],
+        ),
+        (
+            "no action",
+            VERIFY.into(),
+            rule(""),
+            vec![format!("{key}: needs an action")],
+        ),
+        (
+            "an identity rule shadowed by an earlier, wider one",
+            identity.clone(),
+            format!(
+                "{}{}",
+                rule(&format!("client_identity = [\"ops-*\"]\n{forbidden}")),
+                rule(&format!("client_identity = [\"ops-1\"]\n{forbidden}"))
+            ),
+            vec!["listener[0] (web).rule[1]: can never match".into()],
+        ),
+    ];
+    refused_configs(
+        &cases
+            .into_iter()
+            .map(|(n, m, e, w)| (n.to_string(), m, e, w))
             .collect::<Vec<_>>(),
     );
 }

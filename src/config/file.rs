@@ -159,7 +159,17 @@ pub struct AccessLogFile {
 pub struct RuleFile {
     pub host: Option<String>,
     pub path: Option<String>,
+    pub client_identity: Option<Vec<String>>,
+    pub client_issuer: Option<Vec<String>>,
     pub target_group: Option<String>,
+    pub fixed_response: Option<FixedResponseFile>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FixedResponseFile {
+    pub status_code: Option<i64>,
+    pub content_type: Option<String>,
+    pub message_body: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

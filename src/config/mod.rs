@@ -6,13 +6,14 @@ mod model;
 mod validate;
 
 pub use model::{
-    Algorithm, ChainLimits, ClientIdentityConfig, Config, ConnectionLogConfig, ExpiredCrls,
-    HeaderNames, HealthCheckConfig, ListenerConfig, LogDestination, LogFormat, Matcher, Mode,
-    MutualAuth, RequestLimits, Routes, Rule, S3Settings, Source, TargetGroupConfig, TargetTls,
-    TargetUrl, Timeouts, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
-    DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL,
+    Algorithm, CertFacts, ChainLimits, ClientIdentityConfig, Config, ConnectionLogConfig,
+    ExpiredCrls, FixedResponse, HeaderNames, HealthCheckConfig, ListenerConfig, LogDestination,
+    LogFormat, Matcher, Mode, MutualAuth, RequestFacts, RequestLimits, Routes, Rule, RuleAction,
+    S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl, Timeouts, TrustStoreConfig,
+    DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
+    DEFAULT_REFRESH_INTERVAL,
 };
 pub use validate::validate;
 

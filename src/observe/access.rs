@@ -18,6 +18,8 @@ pub struct AccessRecord {
     pub host: Option<String>,
     pub user_agent: Option<String>,
     pub elb_status_code: u16,
+    /// Index of the `[[listener.rule]]` that matched; null for the default action.
+    pub rule: Option<usize>,
     /// The target that served the request (`scheme://host:port`); null when none was tried.
     pub target: Option<String>,
     pub target_group: Option<String>,

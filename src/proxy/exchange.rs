@@ -102,6 +102,11 @@ impl Exchange {
         log.user_agent = r.user_agent.as_deref().map(clip);
     }
 
+    /// The rule that matched (`None`: the listener's default action).
+    pub fn set_rule(&mut self, rule: Option<usize>) {
+        self.log.rule = rule;
+    }
+
     pub fn set_target_group(&mut self, name: &str) {
         if self.logging {
             self.log.target_group = Some(name.to_string());

@@ -1,7 +1,9 @@
 //! The request path, in phases: checks (framing refusals, limits, Host/SNI) → route (rule
-//! match) → authorize → forward (target choice, retries) → respond and log. Each phase returns
+//! match, on the request and the client certificate) → authorize → the rule's action (forward:
+//! target choice, retries; or a fixed response) → respond and log. Each phase returns
 //! `Result<_, ProxyError>`; the error decides the status, the reason and the side blamed.
 
+mod actions;
 mod checks;
 mod exchange;
 mod forward;
@@ -17,10 +19,11 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::alb::ConnHeaders;
+use crate::config::{CertFacts, RequestFacts};
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
 use crate::observe::LogSink;
-use crate::routing::{Route, RouteError, Router};
+use crate::routing::{Action, Matched, RouteError, Router};
 use crate::upstream::TargetGroup;
 use crate::x509::{Identity, LeafFacts};
 use exchange::Exchange;
@@ -65,6 +68,17 @@ pub struct ClientCert {
     pub verified: bool,
     pub leaf: Option<LeafFacts>,
     pub identity: Identity,
+}
+
+impl ClientCert {
+    /// What rule conditions may see: only a verified certificate's facts.
+    pub fn facts(&self) -> Option<CertFacts<'_>> {
+        let leaf = self.leaf.as_ref().filter(|_| self.verified)?;
+        Some(CertFacts {
+            identity: self.identity.value(),
+            issuer: &leaf.issuer,
+        })
+    }
 }
 
 /// Per-connection state, fixed after the handshake.
@@ -131,17 +145,30 @@ async fn phases(
     body: Incoming,
 ) -> Result<Response<Body>, ProxyError> {
     checks::check(ctx, ex, &parts)?;
-    let route = ctx.settings.router.route(ex.host(), parts.uri.path());
-    authorize(ctx, route, &parts)?;
-    forward::forward(ctx, ex, route, parts, body).await
+    let request = RequestFacts {
+        host: ex.host(),
+        path: parts.uri.path(),
+        cert: ctx.cert.facts(),
+    };
+    let matched = ctx.settings.router.route(&request);
+    authorize(ctx, ex, &matched, &parts)?;
+    match matched.action {
+        Action::Forward(route) => forward::forward(ctx, ex, route, parts, body).await,
+        Action::FixedResponse(fixed) => Ok(actions::fixed_response(fixed)),
+    }
 }
 
-/// Whether this client may reach this route. Every admitted client may today; per-rule
-/// certificate conditions and token checks belong here.
+/// The authorize phase: whether this client may have the matched rule's action. A rule's
+/// certificate conditions (`client_identity`, `client_issuer`) take part in matching, as ALB's
+/// conditions do: a client that fails them falls through to a later rule, typically a fixed
+/// 403 for the same path. What a rule demands beyond its conditions (a rule's
+/// `authenticate_jwt`) is checked here, before the action runs.
 fn authorize(
     _ctx: &ConnContext,
-    _route: &Route,
+    ex: &mut Exchange,
+    matched: &Matched<'_>,
     _parts: &http::request::Parts,
 ) -> Result<(), ProxyError> {
+    ex.set_rule(matched.rule);
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use http::HeaderName;
 
 use super::problems::{bounded, existing_file, secs, Problems};
-use super::routes::routes;
+use super::routes::{routes, CertRules};
 use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
 use crate::config::model::{
     HeaderNames, ListenerConfig, Mode, MutualAuth, RequestLimits, TargetGroupConfig, Timeouts,
@@ -82,9 +82,13 @@ fn listener(
         p,
     );
     let private_key = required_file(cx.base, &key, "private_key", l.private_key.as_deref(), p);
-    let routes = routes(&key, &name, l, cx.target_groups, p);
     let mutual_authentication =
         mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
+    let cert = CertRules {
+        mode: mutual_authentication.mode,
+        identity: l.client_identity.is_some(),
+    };
+    let routes = routes(&key, &name, l, cert, cx.target_groups, p);
     let headers = headers(&key, l.headers.as_ref(), p);
     let client_identity = super::identity::client_identity(
         &key,
