@@ -18,7 +18,7 @@ use crate::config::ChainLimits;
 use crate::truststore::freshness;
 use crate::truststore::revocation::{Query, Status};
 use crate::truststore::{CaInfo, TrustStore};
-use crate::x509;
+use crate::x509::{self, LeafFacts};
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
@@ -145,7 +145,7 @@ pub(super) fn parse_leaf<'a>(
 }
 
 /// A refused chain: ALB's code and reason, and the alert rustls sends the client.
-pub(super) type Refusal = (Failure, CertificateError);
+pub type Refusal = (Failure, CertificateError);
 
 fn encoding(f: Failure) -> Refusal {
     (f, CertificateError::BadEncoding)
@@ -165,6 +165,45 @@ pub fn verify_chain(
     check_chain(policy, algorithms, &leaf, end_entity, intermediates, now)
         .map(drop)
         .map_err(|(f, _)| f)
+}
+
+/// What judging a presented chain found: the leaf's facts when it could be read, and whether the
+/// chain passed (with what of it a connection keeps) or why not.
+#[derive(Debug)]
+pub struct Judgement {
+    pub leaf: Option<LeafFacts>,
+    pub outcome: Result<Kept, Refusal>,
+}
+
+/// Judges a presented chain (leaf first) against `policy` at `now`: every check a handshake
+/// makes on the Certificate message, in the handshake's order. The handshake's verifier and
+/// `certgate verify` both call this, so they cannot disagree; only the CertificateVerify
+/// signature (possession of the key) is left to the handshake.
+pub fn judge(
+    policy: &Policy,
+    algorithms: &WebPkiSupportedAlgorithms,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Judgement {
+    let refused = |f: Failure| Judgement {
+        leaf: None,
+        outcome: Err((f, CertificateError::BadEncoding)),
+    };
+    let leaf = match parse_leaf(end_entity) {
+        Ok(c) => c,
+        Err(f) => return refused(f),
+    };
+    if let Err(e) = x509::check_names(&leaf) {
+        return refused(Failure::new(
+            VerifyCode::Invalid,
+            format!("client certificate is malformed: {e}"),
+        ));
+    }
+    Judgement {
+        leaf: Some(x509::facts_of(&leaf)),
+        outcome: check_chain(policy, algorithms, &leaf, end_entity, intermediates, now),
+    }
 }
 
 /// Which of the client's intermediates its connection keeps for later re-checks, by index:
