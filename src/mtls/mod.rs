@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod handoff;
+mod limits;
 pub mod status;
 pub mod verifier;
 
