@@ -114,6 +114,8 @@ pub struct HeadersFile {
     pub x_amzn_tls_version: Option<String>,
     pub x_amzn_tls_cipher_suite: Option<String>,
     pub tls_version_and_cipher_suite: Option<bool>,
+    /// Adds RFC 9440 `Client-Cert` and `Client-Cert-Chain`.
+    pub client_cert_rfc9440: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

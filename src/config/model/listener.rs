@@ -99,6 +99,8 @@ pub struct HeaderNames {
     pub tls_version: HeaderName,
     pub tls_cipher_suite: HeaderName,
     pub send_tls_version_and_cipher_suite: bool,
+    /// RFC 9440 `Client-Cert` and `Client-Cert-Chain` (`client_cert_rfc9440`).
+    pub send_client_cert_rfc9440: bool,
 }
 
 impl HeaderNames {
@@ -113,6 +115,7 @@ impl HeaderNames {
             tls_version: HeaderName::from_static("x-amzn-tls-version"),
             tls_cipher_suite: HeaderName::from_static("x-amzn-tls-cipher-suite"),
             send_tls_version_and_cipher_suite: false,
+            send_client_cert_rfc9440: false,
         }
     }
 
@@ -130,11 +133,13 @@ impl HeaderNames {
         ]
     }
 
-    /// Every name a client must never be able to send: the configured names and ALB's defaults.
+    /// Every name a client must never be able to send: the configured names, ALB's defaults and
+    /// RFC 9440's (whether this listener sends them or not: a backend may trust them).
     pub fn strip_set(&self) -> Vec<HeaderName> {
         let defaults = HeaderNames::alb_defaults();
+        let rfc9440 = [RFC9440_CLIENT_CERT, RFC9440_CLIENT_CERT_CHAIN];
         let mut out: Vec<HeaderName> = Vec::new();
-        for name in self.all().into_iter().chain(defaults.all()) {
+        for name in self.all().into_iter().chain(defaults.all()).chain(&rfc9440) {
             if !out.contains(name) {
                 out.push(name.clone());
             }
@@ -142,6 +147,10 @@ impl HeaderNames {
         out
     }
 }
+
+/// RFC 9440's header names.
+pub const RFC9440_CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+pub const RFC9440_CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
 
 /// Request size limits, ALB's quotas by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -363,6 +363,7 @@ fn headers(key: &str, h: Option<&HeadersFile>, p: &mut Problems) -> HeaderNames 
         tls_version,
         tls_cipher_suite,
         send_tls_version_and_cipher_suite: h.tls_version_and_cipher_suite.unwrap_or(false),
+        send_client_cert_rfc9440: h.client_cert_rfc9440.unwrap_or(false),
     }
 }
 
