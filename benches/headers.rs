@@ -261,6 +261,7 @@ fn success_record(facts: LeafFacts) -> ConnectionRecord {
         alpn: Some("h2".to_string()),
         trust_store_version: Some("sha256:0123456789abcdef".to_string()),
         tls_verify_detail: None,
+        client_identity: None,
     }
 }
 

@@ -163,6 +163,7 @@ fn bench_truststore(c: &mut Criterion) {
             store: store.clone(),
             ignore_expiry: false,
             advertise_ca_names: false,
+            require_certificate: true,
         };
         move || verify_chain(&policy, algs, leaf_der, intermediates, now)
     };

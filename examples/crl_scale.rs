@@ -136,6 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store: std::sync::Arc::new(store),
         ignore_expiry: false,
         advertise_ca_names: false,
+        require_certificate: true,
     };
     let algorithms = certgate::crypto_provider().signature_verification_algorithms;
     let now = rustls::pki_types::UnixTime::now();

@@ -18,6 +18,7 @@ pub mod routing;
 pub mod tls;
 pub mod truststore;
 pub mod upstream;
+pub mod verify;
 pub mod wildcard;
 pub mod x509;
 

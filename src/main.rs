@@ -44,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: TruststoreCommand,
     },
+    /// Offline: would this client chain be admitted? Exit 0 admitted, 1 refused, 2 bad input.
+    Verify(VerifyArgs),
     /// Demo PKI tools.
     Pki {
         #[command(subcommand)]
@@ -70,6 +72,33 @@ enum TruststoreCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Judge as this config's listener (`--listener`) would...
+    #[arg(short, long, conflicts_with = "ca_bundle", requires = "listener")]
+    config: Option<PathBuf>,
+    #[arg(long, requires = "config")]
+    listener: Option<String>,
+    /// ...or as a verify listener on this CA bundle.
+    #[arg(long)]
+    ca_bundle: Option<PathBuf>,
+    /// CRL files (PEM or DER) to go with --ca-bundle.
+    #[arg(long = "crl", requires = "ca_bundle")]
+    crls: Vec<PathBuf>,
+    /// The client's chain: PEM, leaf first, then its intermediates.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Judge at this RFC 3339 instant instead of now (CRLs as loaded).
+    #[arg(long)]
+    at: Option<String>,
+    /// Judge as ignore_client_certificate_expiry = true would.
+    #[arg(long)]
+    ignore_expiry: bool,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum PkiCommand {
     /// Write a demo PKI: root, intermediate, server cert, good/revoked/expired clients, CRL.
@@ -82,6 +111,9 @@ enum PkiCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if let Command::Verify(args) = cli.command {
+        return verify(args);
+    }
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -117,6 +149,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Check { config } => check(&config),
+        Command::Verify(_) => bail!("certgate verify is run by main"),
         Command::Demo { bind } => runtime()?.block_on(run_demo(bind)),
         Command::Truststore {
             command:
@@ -177,11 +210,19 @@ fn check(path: &std::path::Path) -> Result<()> {
                 .unwrap_or_default()
         );
         for (i, r) in l.routes.rules.iter().enumerate() {
+            let list = |what: &str, p: &Option<Vec<certgate::wildcard::Pattern>>| {
+                p.as_ref().map_or(String::new(), |p| {
+                    let p: Vec<&str> = p.iter().map(|p| p.as_str()).collect();
+                    format!(" {what} [{}]", p.join(", "))
+                })
+            };
             println!(
-                "    rule[{i}]: host {} path {} -> target group {}",
+                "    rule[{i}]: host {} path {}{}{} -> {}",
                 r.host.as_ref().map_or("*", |h| h.as_str()),
                 r.path.as_ref().map_or("*", |p| p.as_str()),
-                r.target_group
+                list("client_identity", &r.client_identity),
+                list("client_issuer", &r.client_issuer),
+                r.action.describe()
             );
         }
     }
@@ -283,6 +324,44 @@ fn describe(
         }
     }
     Ok(())
+}
+
+/// `certgate verify`: exit 0 when admitted, 1 when refused, 2 when it cannot judge.
+fn verify(args: VerifyArgs) -> ExitCode {
+    match judge(&args) {
+        Ok(verdict) => {
+            if args.json {
+                println!("{}", verdict.json());
+            } else {
+                print!("{}", verdict.text());
+            }
+            ExitCode::from(if verdict.admitted() { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("certgate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn judge(args: &VerifyArgs) -> Result<certgate::verify::Verdict> {
+    use certgate::verify::{input, instant, Judge, VerifyError};
+    let at = instant(args.at.as_deref())?;
+    let chain = input::read_chain(&args.cert).map_err(|reason| VerifyError::Input {
+        path: args.cert.clone(),
+        reason,
+    })?;
+    let rt = runtime()?;
+    let judge = match (&args.config, &args.listener, &args.ca_bundle) {
+        (Some(c), Some(l), _) => rt.block_on(Judge::for_listener(c, l, args.ignore_expiry))?,
+        (_, _, Some(b)) => rt.block_on(Judge::for_bundle(
+            b.clone(),
+            args.crls.clone(),
+            args.ignore_expiry,
+        ))?,
+        _ => bail!("give -c CONFIG --listener NAME or --ca-bundle FILE [--crl FILE]..."),
+    };
+    Ok(judge.verdict(&chain, at))
 }
 
 async fn run_demo(bind: SocketAddr) -> Result<()> {

@@ -7,6 +7,9 @@
 /// Longest pattern ALB accepts.
 pub const MAX_PATTERN_LEN: usize = 128;
 
+/// Longest pattern on a client identity or an issuer DN: as long as the longest identity.
+pub const MAX_TEXT_PATTERN_LEN: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
     Byte(u8),
@@ -47,6 +50,23 @@ impl Pattern {
             ));
         }
         Ok(Pattern::compile(&h.to_ascii_lowercase(), true))
+    }
+
+    /// A case-sensitive pattern on any text without control characters: client identities and
+    /// issuer DNs (which certgate escapes to printable ASCII).
+    pub fn text(p: &str) -> Result<Pattern, String> {
+        if p.is_empty() {
+            return Err("is empty".to_string());
+        }
+        if p.len() > MAX_TEXT_PATTERN_LEN {
+            return Err(format!(
+                "{p:?} is longer than {MAX_TEXT_PATTERN_LEN} characters"
+            ));
+        }
+        if let Some(c) = p.chars().find(|c| c.is_control()) {
+            return Err(format!("{p:?}: {c:?} cannot appear in a pattern"));
+        }
+        Ok(Pattern::compile(p, false))
     }
 
     fn compile(p: &str, fold_case: bool) -> Pattern {
@@ -174,6 +194,20 @@ mod tests {
             .contains("128"));
         assert!(Pattern::host("a.example:443").unwrap_err().contains("port"));
         assert!(Pattern::path("").is_err());
+    }
+
+    #[test]
+    fn text_patterns_are_case_sensitive() {
+        let p = Pattern::text("spiffe://corp/admin/*").unwrap();
+        assert!(p.matches("spiffe://corp/admin/ops-1"));
+        assert!(!p.matches("spiffe://CORP/admin/ops-1"));
+        assert!(Pattern::text("CN=Corp Admin CA,*")
+            .unwrap()
+            .matches("CN=Corp Admin CA,O=Corp"));
+        assert!(Pattern::text("a\u{7}b")
+            .unwrap_err()
+            .contains("cannot appear"));
+        assert!(Pattern::text("").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Bad input, case by case, each with its documented outcome: client certificates and chains in
 //! verify mode, CRL and CA-bundle files swapped in by a reload, config files, and malformed
-//! HTTP/1.1 requests over real TLS. After every case the proxy must still serve a good client, and
+//! HTTP/1.1 requests over real TLS. Each client case is also judged offline by `certgate verify`,
+//! which must give the status the handshake logged. After every case the proxy must still serve a good client, and
 //! a file that is refused must leave the last good trust store in service. Each group runs all of
 //! its cases and then fails with the name of every case that did not get its outcome.
 
@@ -420,11 +421,60 @@ enum Expect {
     Served(Vec<(&'static str, String)>),
 }
 
-async fn client_case(run: &mut Running, presented: &Presented, expect: &Expect) -> Verdict {
+/// Cases `certgate verify` cannot judge as the handshake does: it has no CertificateVerify
+/// signature to check (SPEC §1: the same checks, minus the key-possession proof).
+const HANDSHAKE_ONLY: [&str; 1] = ["CertificateVerify signed with another key"];
+
+/// `certgate verify --json` on the presented chain, as the proxy's listener: its status must be
+/// the connection log's, and its exit code must say the same (0 admitted, 1 refused).
+fn verify_agrees(run: &Running, presented: &Presented, logged: &str) -> Verdict {
+    let dir = run.proxy.dir.path();
+    let pem: Vec<u8> = presented
+        .chain
+        .iter()
+        .flat_map(|c| pem("CERTIFICATE", c))
+        .collect();
+    std::fs::write(dir.join("case.pem"), pem).unwrap();
+    let args = [
+        "verify",
+        "-c",
+        "certgate.toml",
+        "--listener",
+        "web",
+        "--cert",
+        "case.pem",
+        "--json",
+    ];
+    let (exit, out, err) = support::process::ChildGuard::run(&args, dir);
+    let answer: Value = serde_json::from_str(out.trim())
+        .map_err(|e| format!("certgate verify printed no JSON ({e}): {out} {err}"))?;
+    let status = answer["tls_verify_status"].as_str().unwrap_or("");
+    ensure!(
+        status == logged,
+        "certgate verify says {status} ({}), the handshake {logged}",
+        answer["tls_verify_detail"]
+    );
+    let want_exit = if logged == "Success" { 0 } else { 1 };
+    ensure!(
+        exit.code() == Some(want_exit),
+        "certgate verify exited {exit:?} for {logged}: {err}"
+    );
+    Ok(())
+}
+
+async fn client_case(
+    run: &mut Running,
+    presented: &Presented,
+    expect: &Expect,
+    offline_too: bool,
+) -> Verdict {
     let before = run.backend.count();
     let (r, rec) = run.attempt(presented.config(&run.pki)).await;
     let rec = rec?;
     let status = rec["tls_verify_status"].as_str().unwrap_or("").to_string();
+    if offline_too {
+        verify_agrees(run, presented, &status)?;
+    }
     let detail = rec["tls_verify_detail"].clone();
     match expect {
         Expect::Refused(code, says) => {
@@ -768,7 +818,8 @@ async fn client_certificates_and_chains_get_their_documented_outcome() {
     let total = cases.len();
     let mut failures = Vec::new();
     for (name, presented, expect) in &cases {
-        if let Err(e) = client_case(&mut run, presented, expect).await {
+        let offline_too = !HANDSHAKE_ONLY.contains(name);
+        if let Err(e) = client_case(&mut run, presented, expect, offline_too).await {
             failures.push(format!("{name}: {e}"));
         }
     }

@@ -1,7 +1,9 @@
-//! ALB's mutual-TLS headers (`X-Amzn-Mtls-Clientcert*`): the set a connection adds to every
-//! request, and their wire formats that are not plain X.509 facts (those come from `crate::x509`).
+//! ALB's mutual-TLS headers (`X-Amzn-Mtls-Clientcert*`), and RFC 9440's when asked for: the set
+//! a connection adds to every request, and their wire formats that are not plain X.509 facts
+//! (those come from `crate::x509`).
 
 mod pem;
+pub mod rfc9440;
 
 pub use pem::{push_url_encoded_pem, url_encoded_pem};
 
@@ -61,6 +63,9 @@ pub fn connection_headers(
                 }
             }
         }
+    }
+    if names.send_client_cert_rfc9440 && mode != Mode::Off {
+        out.extend(rfc9440::headers(chain));
     }
     if names.send_tls_version_and_cipher_suite {
         out.push((

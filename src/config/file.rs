@@ -58,6 +58,7 @@ pub struct ListenerFile {
     pub rule: Vec<RuleFile>,
     pub mutual_authentication: Option<MutualAuthFile>,
     pub headers: Option<HeadersFile>,
+    pub client_identity: Option<ClientIdentityFile>,
     /// Seconds a client has to complete the TLS handshake.
     pub handshake_timeout_secs: Option<u64>,
     /// Seconds a client connection may stay unused before it is closed: HTTP/1.1, no bytes either
@@ -103,6 +104,36 @@ pub struct MutualAuthFile {
     pub trust_store: Option<String>,
     pub ignore_client_certificate_expiry: Option<bool>,
     pub advertise_trust_store_ca_names: Option<OnOff>,
+    /// Verify only: `false` admits a client that sends no certificate (RabbitMQ's name).
+    pub fail_if_no_peer_cert: Option<bool>,
+}
+
+/// `[listener.client_identity]`: RabbitMQ's `ssl_cert_login_*` settings.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientIdentityFile {
+    pub from: Option<IdentityFromFile>,
+    pub san_type: Option<SanTypeFile>,
+    /// Signed, so that a negative index is refused by validation with its key path.
+    pub san_index: Option<i64>,
+    pub header_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityFromFile {
+    DistinguishedName,
+    CommonName,
+    SubjectAlternativeName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanTypeFile {
+    Dns,
+    Ip,
+    Email,
+    Uri,
+    OtherName,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +147,8 @@ pub struct HeadersFile {
     pub x_amzn_tls_version: Option<String>,
     pub x_amzn_tls_cipher_suite: Option<String>,
     pub tls_version_and_cipher_suite: Option<bool>,
+    /// Adds RFC 9440 `Client-Cert` and `Client-Cert-Chain`.
+    pub client_cert_rfc9440: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,7 +196,17 @@ pub struct AccessLogFile {
 pub struct RuleFile {
     pub host: Option<String>,
     pub path: Option<String>,
+    pub client_identity: Option<Vec<String>>,
+    pub client_issuer: Option<Vec<String>>,
     pub target_group: Option<String>,
+    pub fixed_response: Option<FixedResponseFile>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FixedResponseFile {
+    pub status_code: Option<i64>,
+    pub content_type: Option<String>,
+    pub message_body: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -6,15 +6,7 @@ mod model;
 mod validate;
 
 pub use model::{
-    Algorithm, ChainLimits, ClaimCondition, ClaimFormat, Config, ConnectionLogConfig, ExpiredCrls,
-    HeaderNames, HealthCheckConfig, JwksSource, JwtAlgorithm, JwtValidatorConfig, ListenerConfig,
-    LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode, ProtocolVersion, RequestLimits,
-    ResponseHeaders, Routes, Rule, S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl,
-    Timeouts, TokenSource, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
-    DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL,
-    GRPC_HEALTH_PATH,
+    Algorithm, CertFacts, ChainLimits, ClaimCondition, ClaimFormat, ClientIdentityConfig, Config, ConnectionLogConfig, ExpiredCrls, FixedResponse, HeaderNames, HealthCheckConfig, JwksSource, JwtAlgorithm, JwtValidatorConfig, ListenerConfig, LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode, ProtocolVersion, RequestFacts, RequestLimits, ResponseHeaders, Routes, Rule, RuleAction, S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl, Timeouts, TokenSource, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL, GRPC_HEALTH_PATH, RFC9440_CLIENT_CERT, RFC9440_CLIENT_CERT_CHAIN,
 };
 pub use validate::validate;
 

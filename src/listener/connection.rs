@@ -15,13 +15,15 @@ use super::handshake::{handshake, Established, Handshake, Refused};
 use super::open_conns::Registration;
 use super::serve::{serve, ServeSettings, Signals};
 use super::{close_if_refused, Listener};
-use crate::config::Mode;
+use crate::config::{ListenerConfig, Mode};
 use crate::mtls::{Failure, VerifyCode};
 use crate::observe::connection::ConnectionRecord;
 use crate::observe::LogSink;
 use crate::proxy::framing::FramingVerdict;
-use crate::proxy::ConnContext;
+use crate::proxy::{ClientCert, ConnContext};
 use crate::tls::ListenerTls;
+use crate::x509::{self, Identity};
+use http::{HeaderName, HeaderValue};
 
 /// Where a listener's connection-log records go.
 #[derive(Clone)]
@@ -73,6 +75,10 @@ pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
             record.alpn = e.alpn.clone();
             record.tls_verify_status = "Success".to_string();
             record.tls_verify_detail.clone_from(&e.ocsp_note);
+            record.client_identity = e.identity.value().map(str::to_string);
+            if e.chain.is_empty() && record.mode == Mode::Verify.as_str() {
+                record.tls_verify_detail = Some(NO_CERTIFICATE_ADMITTED.to_string());
+            }
         }
         Handshake::Refused(r) => {
             record.tls_protocol = r.negotiated.protocol;
@@ -83,6 +89,10 @@ pub fn record_outcome(record: &mut ConnectionRecord, outcome: &Handshake) {
         }
     }
 }
+
+/// The connection-log detail of a verify-mode client admitted without a certificate.
+const NO_CERTIFICATE_ADMITTED: &str =
+    "client sent no certificate; admitted without one (fail_if_no_peer_cert = false)";
 
 pub fn record_failure(record: &mut ConnectionRecord, failure: &Failure) {
     record.tls_verify_status = failure.code.status();
@@ -99,7 +109,7 @@ pub async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let tls = listener.tls.load_full();
-    let outcome = if *stop.borrow() {
+    let mut outcome = if *stop.borrow() {
         Handshake::Refused(Box::new(Refused::before_tls(Failure::new(
             VerifyCode::Unmapped,
             "proxy is shutting down; connection closed before the handshake",
@@ -108,6 +118,9 @@ pub async fn connection(
         let outcome = handshake(stream, &tls, listener.config.timeouts.handshake).await;
         super::online::admit(outcome, &listener, &tls).await
     };
+    if let Handshake::Established(est) = &mut outcome {
+        est.identity = identify(&listener.config, tls.mode, est);
+    }
     let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log);
     match outcome {
         Handshake::Refused(refused) => {
@@ -119,6 +132,26 @@ pub async fn connection(
         }
     }
     drop(watcher);
+}
+
+/// Who the client is: the configured field of a verified leaf. A client admitted without a
+/// certificate has no identity (and needs no reason).
+fn identify(config: &ListenerConfig, mode: Mode, est: &Established) -> Identity {
+    match (&config.client_identity, est.chain.first()) {
+        (Some(c), Some(leaf)) if mode == Mode::Verify => x509::identity_of(leaf, c.field),
+        _ => Identity::NotTaken,
+    }
+}
+
+/// The identity header of `config`, when it names one and the client has an identity.
+fn identity_header(
+    config: &ListenerConfig,
+    identity: &Identity,
+) -> Option<(HeaderName, HeaderValue)> {
+    let name = config.client_identity.as_ref()?.header.clone()?;
+    // Identities are escaped to printable ASCII, so this only fails on a bug.
+    let value = HeaderValue::from_str(identity.value()?).ok()?;
+    Some((name, value))
 }
 
 /// Writes the connection-log record of a handshake's outcome; returns its trace id. Not async:
@@ -152,7 +185,7 @@ async fn admitted(
     let mode = tls.mode;
     let (registration, revoked) = register(&est, listener, &tls, &trace_id);
     drop(tls);
-    let headers = crate::alb::connection_headers(
+    let mut headers = crate::alb::connection_headers(
         mode,
         &listener.config.headers,
         &est.chain,
@@ -160,13 +193,22 @@ async fn admitted(
         est.negotiated.protocol.unwrap_or("unknown"),
         est.negotiated.cipher.unwrap_or("unknown"),
     );
+    headers.extend(identity_header(&listener.config, &est.identity));
     let h2 = est.is_h2();
     let thumbprint = cert_thumbprint(listener, mode, &est.chain);
     let Established {
-        stream, sni, leaf, ..
+        stream,
+        sni,
+        leaf,
+        identity,
+        ..
     } = *est;
     let leaf_not_after = leaf.as_ref().map(|l| l.not_after_unix);
-    let leaf_subject = leaf.map(|l| l.subject);
+    let cert = ClientCert {
+        verified: mode == Mode::Verify && leaf.is_some(),
+        identity,
+        leaf,
+    };
     let settings = ServeSettings {
         listener: listener.name(),
         limits: listener.config.limits,
@@ -174,7 +216,7 @@ async fn admitted(
     };
     let context = |framing: Option<Arc<FramingVerdict>>| {
         let proxy = listener.proxy.clone();
-        let mut cx = ConnContext::new(proxy, trace_id, peer, headers, leaf_subject, sni, framing);
+        let mut cx = ConnContext::new(proxy, trace_id, peer, headers, cert, sni, framing);
         cx.cert_thumbprint = thumbprint;
         cx
     };
@@ -206,14 +248,15 @@ fn expiry(listener: &Listener, mode: Mode, not_after_unix: Option<i64>) -> Optio
 }
 
 /// In verify mode, registers the connection for re-checks on reload; the receiver turns true
-/// when a reload revoked the client.
+/// when a reload revoked the client. A client admitted without a certificate has nothing a
+/// reload could revoke.
 fn register(
     est: &Established,
     listener: &Listener,
     tls: &Arc<ListenerTls>,
     trace_id: &str,
 ) -> (Option<Registration>, Option<watch::Receiver<bool>>) {
-    if tls.mode != Mode::Verify {
+    if tls.mode != Mode::Verify || est.chain.is_empty() {
         return (None, None);
     }
     let (reg, rx) = listener.open_conns.register(trace_id, est.chain.clone());

@@ -15,7 +15,7 @@ use crate::mtls::handoff::{Observed, VerifierReport};
 use crate::mtls::status::{self, Failure, VerifyCode};
 use crate::tls::hello_tap::{HelloTap, ServerHelloInfo};
 use crate::tls::ListenerTls;
-use crate::x509::{self, LeafFacts};
+use crate::x509::{self, Identity, LeafFacts};
 
 /// A client connection after its TLS handshake.
 pub type ClientStream = TlsStream<HelloTap<TcpStream>>;
@@ -53,6 +53,9 @@ pub struct Established {
     /// leaf and the intermediates of the verified path in verify mode (see `chain::kept_of`).
     pub chain: Arc<[CertificateDer<'static>]>,
     pub leaf: Option<LeafFacts>,
+    /// Who the client is, by the listener's `[listener.client_identity]` (set after the
+    /// handshake, see `connection::identify`).
+    pub identity: Identity,
     /// The trust store that judged the client, when one did (see `VerifierReport`).
     pub trust_store_version: Option<String>,
     pub latency: Duration,
@@ -194,6 +197,7 @@ fn established(stream: ClientStream, report: VerifierReport, started: Instant) -
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         chain,
         leaf,
+        identity: Identity::NotTaken,
         trust_store_version,
         latency: started.elapsed(),
         stream: Box::new(stream),

@@ -1,6 +1,6 @@
-//! The checks a client chain must pass, in a handshake and when open connections are
-//! re-checked after a reload: ALB's size, depth and key-type limits, path building against the
-//! trust store with webpki, key usage of path CAs, the trust anchor's own standing, and CRL
+//! The checks a client chain must pass, in a handshake, in `certgate verify`, and when open
+//! connections are re-checked after a reload: ALB's limits (`limits.rs`), path building against
+//! the trust store with webpki, key usage of path CAs, the trust anchor's own standing, and CRL
 //! lookups.
 
 use std::cell::RefCell;
@@ -10,125 +10,14 @@ use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use rustls::CertificateError;
 use webpki::EndEntityCert;
 use x509_parser::prelude::*;
-use x509_parser::public_key::PublicKey;
 
+use super::limits::{check_can_sign, check_key_type, check_sizes};
 use super::status::{from_webpki, Failure, VerifyCode};
 use super::Policy;
-use crate::config::ChainLimits;
 use crate::truststore::freshness;
 use crate::truststore::revocation::{Query, Status};
 use crate::truststore::{CaInfo, TrustStore};
-use crate::x509;
-
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_P521: &str = "1.3.132.0.35";
-
-/// ALB accepts RSA 2048–8192 bits and ECDSA on P-256, P-384 and P-521; nothing else.
-fn check_key_type(cert: &X509Certificate<'_>, what: &str) -> Result<(), Failure> {
-    if cert.version() == X509Version::V1 {
-        return Err(Failure::new(
-            VerifyCode::TypeUnsupported,
-            format!("{what} is an X.509 version 1 certificate"),
-        ));
-    }
-    let spki = cert.public_key();
-    match spki.parsed() {
-        Ok(PublicKey::RSA(rsa)) => {
-            let bits = rsa.key_size();
-            if (2048..=8192).contains(&bits) {
-                Ok(())
-            } else {
-                Err(Failure::new(
-                    VerifyCode::TypeUnsupported,
-                    format!("{what} has a {bits}-bit RSA key; RSA keys must be 2048 to 8192 bits"),
-                ))
-            }
-        }
-        Ok(PublicKey::EC(_)) => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
-            match curve.as_deref() {
-                Some(OID_P256 | OID_P384 | OID_P521) => Ok(()),
-                other => Err(Failure::new(
-                    VerifyCode::TypeUnsupported,
-                    format!(
-                        "{what} has an EC key on curve {}; only P-256, P-384 and P-521 are accepted",
-                        other.unwrap_or("(unnamed)")
-                    ),
-                )),
-            }
-        }
-        _ => Err(Failure::new(
-            VerifyCode::TypeUnsupported,
-            format!(
-                "{what} has a {} key; only RSA and ECDSA keys are accepted",
-                key_alg_name(&spki.algorithm.algorithm.to_id_string())
-            ),
-        )),
-    }
-}
-
-/// RFC 5280 §4.2.1.3: a CA key whose key usage lacks keyCertSign must not verify certificates
-/// (webpki does not check this; OpenSSL does).
-fn check_can_sign(cert: &X509Certificate<'_>, what: &str) -> Result<(), Failure> {
-    match cert.key_usage() {
-        Ok(Some(ku)) if !ku.value.key_cert_sign() => Err(Failure::new(
-            VerifyCode::Untrusted,
-            format!("{what} has a key usage without keyCertSign, so it may not issue certificates"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn key_alg_name(oid: &str) -> &str {
-    match oid {
-        "1.3.101.112" => "Ed25519",
-        "1.3.101.113" => "Ed448",
-        "1.2.840.10040.4.1" => "DSA",
-        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
-        other => other,
-    }
-}
-
-fn check_sizes(
-    end_entity: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
-    limits: ChainLimits,
-) -> Result<(), Failure> {
-    for (i, c) in std::iter::once(end_entity).chain(intermediates).enumerate() {
-        if c.len() > limits.max_client_certificate_size {
-            let what = if i == 0 {
-                "client certificate".to_string()
-            } else {
-                format!("intermediate #{i} sent by the client")
-            };
-            return Err(Failure::new(
-                VerifyCode::MaxSizeExceeded,
-                format!(
-                    "{what} is {} bytes, more than {}",
-                    c.len(),
-                    limits.max_client_certificate_size
-                ),
-            ));
-        }
-    }
-    if 1 + intermediates.len() > limits.max_chain_depth {
-        return Err(Failure::new(
-            VerifyCode::MaxChainDepthExceeded,
-            format!(
-                "client sent {} certificates, more than max_chain_depth {}",
-                1 + intermediates.len(),
-                limits.max_chain_depth
-            ),
-        ));
-    }
-    Ok(())
-}
+use crate::x509::{self, LeafFacts};
 
 /// Parses the presented leaf; a leaf that is not X.509 is `ClientCertInvalid`.
 pub(super) fn parse_leaf<'a>(
@@ -145,7 +34,7 @@ pub(super) fn parse_leaf<'a>(
 }
 
 /// A refused chain: ALB's code and reason, and the alert rustls sends the client.
-pub(super) type Refusal = (Failure, CertificateError);
+pub type Refusal = (Failure, CertificateError);
 
 fn encoding(f: Failure) -> Refusal {
     (f, CertificateError::BadEncoding)
@@ -165,6 +54,45 @@ pub fn verify_chain(
     check_chain(policy, algorithms, &leaf, end_entity, intermediates, now)
         .map(drop)
         .map_err(|(f, _)| f)
+}
+
+/// What judging a presented chain found: the leaf's facts when it could be read, and whether the
+/// chain passed (with what of it a connection keeps) or why not.
+#[derive(Debug)]
+pub struct Judgement {
+    pub leaf: Option<LeafFacts>,
+    pub outcome: Result<Kept, Refusal>,
+}
+
+/// Judges a presented chain (leaf first) against `policy` at `now`: every check a handshake
+/// makes on the Certificate message, in the handshake's order. The handshake's verifier and
+/// `certgate verify` both call this, so they cannot disagree; only the CertificateVerify
+/// signature (possession of the key) is left to the handshake.
+pub fn judge(
+    policy: &Policy,
+    algorithms: &WebPkiSupportedAlgorithms,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Judgement {
+    let refused = |f: Failure| Judgement {
+        leaf: None,
+        outcome: Err((f, CertificateError::BadEncoding)),
+    };
+    let leaf = match parse_leaf(end_entity) {
+        Ok(c) => c,
+        Err(f) => return refused(f),
+    };
+    if let Err(e) = x509::check_names(&leaf) {
+        return refused(Failure::new(
+            VerifyCode::Invalid,
+            format!("client certificate is malformed: {e}"),
+        ));
+    }
+    Judgement {
+        leaf: Some(x509::facts_of(&leaf)),
+        outcome: check_chain(policy, algorithms, &leaf, end_entity, intermediates, now),
+    }
 }
 
 /// Which of the client's intermediates its connection keeps for later re-checks, by index:

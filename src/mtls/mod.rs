@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod handoff;
+mod limits;
 pub mod online;
 pub mod schemes;
 pub mod status;
@@ -25,5 +26,8 @@ pub enum Policy {
         store: Arc<TrustStore>,
         ignore_expiry: bool,
         advertise_ca_names: bool,
+        /// False: a client may send no certificate at all (`fail_if_no_peer_cert = false`);
+        /// one it does send must still verify.
+        require_certificate: bool,
     },
 }

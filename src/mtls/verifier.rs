@@ -11,11 +11,10 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::chain::{check_chain, parse_leaf};
+use super::chain::judge;
 use super::handoff;
 use super::status::{Failure, VerifyCode};
 use super::Policy;
-use crate::x509;
 
 /// The listener's policy in service now, shared by the verifiers of all its generations.
 pub type CurrentPolicy = Arc<ArcSwap<Policy>>;
@@ -53,7 +52,13 @@ impl ListenerVerifier {
         };
         ListenerVerifier {
             current,
-            mandatory: matches!(policy, Policy::Verify { .. }),
+            mandatory: matches!(
+                policy,
+                Policy::Verify {
+                    require_certificate: true,
+                    ..
+                }
+            ),
             ca_names,
             algorithms,
         }
@@ -96,34 +101,14 @@ impl ClientCertVerifier for ListenerVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let leaf = match parse_leaf(end_entity) {
-            Ok(c) => c,
-            Err(f) => {
-                handoff::report_leaf(None);
-                return Err(reject(f, CertificateError::BadEncoding));
-            }
-        };
-        if let Err(e) = x509::check_names(&leaf) {
-            handoff::report_leaf(None);
-            let f = Failure::new(
-                VerifyCode::Invalid,
-                format!("client certificate is malformed: {e}"),
-            );
-            return Err(reject(f, CertificateError::BadEncoding));
-        }
-        handoff::report_leaf(Some(x509::facts_of(&leaf)));
         let policy = self.current.load();
-        if let Policy::Verify { store, .. } = &**policy {
+        let judged = judge(&policy, &self.algorithms, end_entity, intermediates, now);
+        let read = judged.leaf.is_some();
+        handoff::report_leaf(judged.leaf);
+        if let (true, Policy::Verify { store, .. }) = (read, &**policy) {
             handoff::report_trust_store_version(&store.version);
         }
-        match check_chain(
-            &policy,
-            &self.algorithms,
-            &leaf,
-            end_entity,
-            intermediates,
-            now,
-        ) {
+        match judged.outcome {
             Ok(kept) => {
                 handoff::report_kept(kept);
                 Ok(ClientCertVerified::assertion())

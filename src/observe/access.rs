@@ -18,6 +18,8 @@ pub struct AccessRecord {
     pub host: Option<String>,
     pub user_agent: Option<String>,
     pub elb_status_code: u16,
+    /// Index of the `[[listener.rule]]` that matched; null for the default action.
+    pub rule: Option<usize>,
     /// The target that served the request (`scheme://host:port`); null when none was tried.
     pub target: Option<String>,
     pub target_group: Option<String>,
@@ -34,6 +36,10 @@ pub struct AccessRecord {
     /// `sub` and `iss` of the token that a JWT check accepted.
     pub jwt_sub: Option<String>,
     pub jwt_iss: Option<String>,
+    /// Who the client is (`[listener.client_identity]`), when known.
+    pub client_identity: Option<String>,
+    /// Why a listener that takes identities has none for this client's certificate.
+    pub client_identity_detail: Option<String>,
 }
 
 impl AccessRecord {

@@ -28,6 +28,8 @@ pub struct ConnectionRecord {
     pub alpn: Option<String>,
     pub trust_store_version: Option<String>,
     pub tls_verify_detail: Option<String>,
+    /// Who the client is (`[listener.client_identity]`), when known.
+    pub client_identity: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -51,6 +53,7 @@ struct Json<'a> {
     alpn: Option<&'a str>,
     trust_store_version: Option<&'a str>,
     tls_verify_detail: Option<&'a str>,
+    client_identity: Option<&'a str>,
 }
 
 impl ConnectionRecord {
@@ -79,6 +82,7 @@ impl ConnectionRecord {
             alpn: None,
             trust_store_version,
             tls_verify_detail: None,
+            client_identity: None,
         }
     }
 
@@ -104,6 +108,7 @@ impl ConnectionRecord {
             alpn: self.alpn.as_deref(),
             trust_store_version: self.trust_store_version.as_deref(),
             tls_verify_detail: self.tls_verify_detail.as_deref(),
+            client_identity: self.client_identity.as_deref(),
         };
         serde_json::to_string(&j).unwrap_or_else(|e| {
             format!("{{\"error\":\"cannot serialise connection record: {e}\"}}")
@@ -182,6 +187,7 @@ mod tests {
             alpn: None,
             trust_store_version: None,
             tls_verify_detail: Some("client chain does not lead to a CA of the trust store".into()),
+            client_identity: None,
         }
     }
 

@@ -80,7 +80,10 @@ impl Exchange {
             .get(http::header::USER_AGENT)
             .and_then(|h| h.to_str().ok())
             .map(clip);
-        log.leaf_client_cert_subject = ctx.leaf_subject.clone();
+        let cert = &ctx.cert;
+        log.leaf_client_cert_subject = cert.leaf.as_ref().map(|l| l.subject.clone());
+        log.client_identity = cert.identity.value().map(str::to_string);
+        log.client_identity_detail = cert.identity.missing().map(str::to_string);
     }
 
     /// The host the request is for (authority, else Host), as the client wrote it.
@@ -97,6 +100,11 @@ impl Exchange {
         log.http_version = r.version;
         log.host = r.host.as_deref().map(clip);
         log.user_agent = r.user_agent.as_deref().map(clip);
+    }
+
+    /// The rule that matched (`None`: the listener's default action).
+    pub fn set_rule(&mut self, rule: Option<usize>) {
+        self.log.rule = rule;
     }
 
     pub fn set_target_group(&mut self, name: &str) {

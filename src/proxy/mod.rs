@@ -1,7 +1,9 @@
 //! The request path, in phases: checks (framing refusals, limits, Host/SNI) → route (rule
-//! match) → authorize → forward (target choice, retries) → respond and log. Each phase returns
+//! match, on the request and the client certificate) → authorize → the rule's action (forward:
+//! target choice, retries; or a fixed response) → respond and log. Each phase returns
 //! `Result<_, ProxyError>`; the error decides the status, the reason and the side blamed.
 
+mod actions;
 mod checks;
 mod exchange;
 mod forward;
@@ -19,12 +21,14 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::alb::ConnHeaders;
+use crate::config::{CertFacts, RequestFacts};
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
 use crate::jwt::{JwtError, Validator};
 use crate::observe::{self, LogSink};
-use crate::routing::{Route, RouteError, Router};
+use crate::routing::{Action, Matched, RouteError, Router};
 use crate::upstream::TargetGroup;
+use crate::x509::{Identity, LeafFacts};
 use exchange::Exchange;
 
 /// What every request handler of a listener shares. Built once at start.
@@ -57,12 +61,33 @@ impl ProxySettings {
             port_value: HeaderValue::from(port),
             router: Router::new(&l.routes, groups, l.timeouts.backend_connect)?,
             timeouts: l.timeouts,
-            strip: l.headers.strip_set().into(),
+            strip: l.strip_set().into(),
             limits: l.limits,
             drop_invalid_header_fields: l.drop_invalid_header_fields,
             jwt: None,
             response_headers: l.response_headers.clone(),
             access_log,
+        })
+    }
+}
+
+/// What the handshake established about the client's certificate, for rules and logs.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCert {
+    /// The leaf was verified against the trust store (verify mode, a certificate sent): only
+    /// then may a rule's certificate conditions match.
+    pub verified: bool,
+    pub leaf: Option<LeafFacts>,
+    pub identity: Identity,
+}
+
+impl ClientCert {
+    /// What rule conditions may see: only a verified certificate's facts.
+    pub fn facts(&self) -> Option<CertFacts<'_>> {
+        let leaf = self.leaf.as_ref().filter(|_| self.verified)?;
+        Some(CertFacts {
+            identity: self.identity.value(),
+            issuer: &leaf.issuer,
         })
     }
 }
@@ -77,7 +102,7 @@ pub struct ConnContext {
     pub client_ip: HeaderValue,
     /// ALB's client-certificate headers, added to every request.
     pub headers: ConnHeaders,
-    pub leaf_subject: Option<String>,
+    pub cert: ClientCert,
     /// The TLS server name the client asked for, if any.
     pub sni: Option<String>,
     /// HTTP/1.1: the request head the framing guard refused, if it refused one.
@@ -95,7 +120,7 @@ impl ConnContext {
         trace_id: String,
         client: SocketAddr,
         headers: ConnHeaders,
-        leaf_subject: Option<String>,
+        cert: ClientCert,
         sni: Option<String>,
         framing: Option<Arc<framing::FramingVerdict>>,
     ) -> ConnContext {
@@ -106,7 +131,7 @@ impl ConnContext {
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
             headers,
-            leaf_subject,
+            cert,
             sni,
             framing,
             cert_thumbprint: None,
@@ -163,18 +188,31 @@ async fn phases(
     body: Incoming,
 ) -> Result<Response<Body>, ProxyError> {
     checks::check(ctx, ex, &parts)?;
-    let route = ctx.settings.router.route(ex.host(), parts.uri.path());
-    authorize(ctx, ex, route, &parts).await?;
-    forward::forward(ctx, ex, route, parts, body).await
+    let request = RequestFacts {
+        host: ex.host(),
+        path: parts.uri.path(),
+        cert: ctx.cert.facts(),
+    };
+    let matched = ctx.settings.router.route(&request);
+    authorize(ctx, ex, &matched, &parts).await?;
+    match matched.action {
+        Action::Forward(route) => forward::forward(ctx, ex, route, parts, body).await,
+        Action::FixedResponse(fixed) => Ok(actions::fixed_response(fixed)),
+    }
 }
 
-/// Whether this client may reach this route: the listener's token check (`authenticate_jwt`).
+/// The authorize phase: whether this client may have the matched rule's action. A rule's
+/// certificate conditions (`client_identity`, `client_issuer`) take part in matching, as ALB's
+/// conditions do: a client that fails them falls through to a later rule, typically a fixed
+/// 403 for the same path. What is demanded beyond the conditions — the listener's
+/// `authenticate_jwt` — is checked here, before the action runs.
 async fn authorize(
     ctx: &ConnContext,
     ex: &mut Exchange,
-    _route: &Route,
+    matched: &Matched<'_>,
     parts: &http::request::Parts,
 ) -> Result<(), ProxyError> {
+    ex.set_rule(matched.rule);
     if let Some(validator) = &ctx.settings.jwt {
         check_token(ctx, ex, validator, parts).await?;
     }

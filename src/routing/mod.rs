@@ -1,12 +1,12 @@
-//! Routing: a listener's rules, compiled once, matched in order (first match wins), each
-//! leading to a target group and the listener's own connection pool for it.
+//! Routing: a listener's rules, compiled once, matched in order (first match wins) on the
+//! request and the client's verified certificate, each leading to its action: a target group
+//! (with the listener's own connection pool for it) or a fixed response.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Routes;
-use crate::config::Rule;
+use crate::config::{FixedResponse, RequestFacts, Routes, Rule, RuleAction};
 use crate::upstream::client::{self, TargetClient, UpstreamError};
 use crate::upstream::TargetGroup;
 
@@ -26,12 +26,35 @@ pub struct Route {
     pub client: TargetClient,
 }
 
-/// A listener's rules, compiled, with the group each one leads to.
+/// A listener's rules, compiled, each with what it leads to.
 #[derive(Debug)]
 pub struct Router {
-    rules: Vec<(Rule, usize)>,
+    rules: Vec<(Rule, Compiled)>,
     routes: Vec<Route>,
     default: usize,
+}
+
+/// A rule's action with its group resolved to an index into `Router::routes`.
+#[derive(Debug)]
+enum Compiled {
+    Forward(usize),
+    Fixed(FixedResponse),
+}
+
+/// What the request path does with a request: the action of the rule that matched, or the
+/// listener's default.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    Forward(&'a Route),
+    FixedResponse(&'a FixedResponse),
+}
+
+/// The outcome of routing one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    /// Index of the rule that matched; `None` for the default action.
+    pub rule: Option<usize>,
+    pub action: Action<'a>,
 }
 
 impl Router {
@@ -58,7 +81,11 @@ impl Router {
         let default = index_of(&config.default_target_group)?;
         let mut rules = Vec::new();
         for r in &config.rules {
-            rules.push((r.clone(), index_of(&r.target_group)?));
+            let compiled = match &r.action {
+                RuleAction::Forward { target_group } => Compiled::Forward(index_of(target_group)?),
+                RuleAction::FixedResponse(f) => Compiled::Fixed(f.clone()),
+            };
+            rules.push((r.clone(), compiled));
         }
         Ok(Router {
             rules,
@@ -67,14 +94,28 @@ impl Router {
         })
     }
 
-    /// The route for a request: the first rule that matches, else the default group.
-    pub fn route(&self, host: Option<&str>, path: &str) -> &Route {
-        let i = self
+    /// What to do with a request: the action of the first rule that matches, else the default
+    /// group.
+    pub fn route(&self, request: &RequestFacts<'_>) -> Matched<'_> {
+        let found = self
             .rules
             .iter()
-            .find(|(r, _)| r.matches(host, path))
-            .map_or(self.default, |(_, i)| *i);
-        &self.routes[i]
+            .enumerate()
+            .find(|(_, (r, _))| r.matches(request));
+        let Some((i, (_, compiled))) = found else {
+            return Matched {
+                rule: None,
+                action: Action::Forward(self.default_route()),
+            };
+        };
+        let action = match compiled {
+            Compiled::Forward(g) => Action::Forward(&self.routes[*g]),
+            Compiled::Fixed(f) => Action::FixedResponse(f),
+        };
+        Matched {
+            rule: Some(i),
+            action,
+        }
     }
 
     pub fn default_route(&self) -> &Route {

@@ -219,6 +219,7 @@ fn policy(
                 store,
                 ignore_expiry: auth.ignore_client_certificate_expiry,
                 advertise_ca_names: auth.advertise_trust_store_ca_names,
+                require_certificate: auth.fail_if_no_peer_cert,
             };
             Ok((Some(Arc::new(policy)), version))
         }

@@ -1,9 +1,12 @@
 //! X.509 facts certgate reads from client and CA certificates, independent of how ALB puts them
-//! on the wire: RFC 2253 names, leaf facts (subject, issuer, serial, validity) and name checks.
+//! on the wire: RFC 2253 names, leaf facts (subject, issuer, serial, validity), name checks, and
+//! the client's identity.
 
+pub mod identity;
 mod leaf;
 mod names;
 
+pub use identity::{identity_of, Identity, IdentityField, SanKind};
 pub use leaf::{
     check_names, facts_of, leaf_facts, name_is_complete, serial_hex, utc_string, validity_string,
     LeafFacts,

@@ -126,7 +126,7 @@ fn push_attribute(out: &mut String, attr: &AttributeTypeAndValue<'_>) {
 
 /// Returns `None` for anything that is not a string we can decode losslessly, so the caller
 /// falls back to the hex dump instead of emitting replacement characters.
-fn decode_string<'a>(value: &Any<'a>) -> Option<Cow<'a, str>> {
+pub(super) fn decode_string<'a>(value: &Any<'a>) -> Option<Cow<'a, str>> {
     if value.header.class() != Class::Universal || value.header.is_constructed() {
         return None;
     }

@@ -91,6 +91,10 @@ pub struct LeafSpec {
     pub pad_bytes: usize,
     /// SANs: entries parsing as IP addresses become IP SANs, the rest DNS SANs.
     pub server_names: Vec<String>,
+    /// Further SANs of any type, after `server_names`.
+    pub sans: Vec<SanType>,
+    /// Extensions added as given (e.g. a hand-made subjectAltName instead of `sans`).
+    pub extensions: Vec<CustomExtension>,
 }
 
 impl Default for LeafSpec {
@@ -106,6 +110,8 @@ impl Default for LeafSpec {
             serial: None,
             pad_bytes: 0,
             server_names: Vec::new(),
+            sans: Vec::new(),
+            extensions: Vec::new(),
         }
     }
 }
@@ -261,7 +267,9 @@ impl Ca {
                 Ok(ip) => SanType::IpAddress(ip),
                 Err(_) => SanType::DnsName(name.as_str().try_into().expect("DNS SAN")),
             })
+            .chain(spec.sans.iter().cloned())
             .collect();
+        params.custom_extensions = spec.extensions.clone();
         if spec.pad_bytes > 0 {
             params
                 .custom_extensions

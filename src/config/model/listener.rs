@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::routes::Routes;
+use crate::x509::IdentityField;
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ALB's default connection idle timeout.
@@ -28,6 +29,8 @@ pub struct ListenerConfig {
     pub routes: Routes,
     pub mutual_authentication: MutualAuth,
     pub headers: HeaderNames,
+    /// `[listener.client_identity]`; verify listeners only.
+    pub client_identity: Option<ClientIdentityConfig>,
     pub timeouts: Timeouts,
     pub limits: RequestLimits,
     pub max_connections: usize,
@@ -71,6 +74,30 @@ pub struct MutualAuth {
     pub trust_store: Option<String>,
     pub ignore_client_certificate_expiry: bool,
     pub advertise_trust_store_ca_names: bool,
+    /// Verify mode: a client without a certificate is refused (true, the default) or admitted
+    /// without identity or mTLS headers (false). A bad certificate is refused either way.
+    pub fail_if_no_peer_cert: bool,
+}
+
+/// Who the client is, read from its verified certificate.
+#[derive(Debug, Clone)]
+pub struct ClientIdentityConfig {
+    pub field: IdentityField,
+    /// Sent to targets with the identity; stripped from clients like every owned header.
+    pub header: Option<HeaderName>,
+}
+
+impl ListenerConfig {
+    /// Every header name a client must never be able to send to this listener's targets.
+    pub fn strip_set(&self) -> Vec<HeaderName> {
+        let mut out = self.headers.strip_set();
+        if let Some(h) = self.client_identity.as_ref().and_then(|c| c.header.clone()) {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
 }
 
 /// The header names a listener sends (after renames). All of them, and ALB's default names, are
@@ -86,6 +113,8 @@ pub struct HeaderNames {
     pub tls_version: HeaderName,
     pub tls_cipher_suite: HeaderName,
     pub send_tls_version_and_cipher_suite: bool,
+    /// RFC 9440 `Client-Cert` and `Client-Cert-Chain` (`client_cert_rfc9440`).
+    pub send_client_cert_rfc9440: bool,
 }
 
 impl HeaderNames {
@@ -100,6 +129,7 @@ impl HeaderNames {
             tls_version: HeaderName::from_static("x-amzn-tls-version"),
             tls_cipher_suite: HeaderName::from_static("x-amzn-tls-cipher-suite"),
             send_tls_version_and_cipher_suite: false,
+            send_client_cert_rfc9440: false,
         }
     }
 
@@ -117,11 +147,13 @@ impl HeaderNames {
         ]
     }
 
-    /// Every name a client must never be able to send: the configured names and ALB's defaults.
+    /// Every name a client must never be able to send: the configured names, ALB's defaults and
+    /// RFC 9440's (whether this listener sends them or not: a backend may trust them).
     pub fn strip_set(&self) -> Vec<HeaderName> {
         let defaults = HeaderNames::alb_defaults();
+        let rfc9440 = [RFC9440_CLIENT_CERT, RFC9440_CLIENT_CERT_CHAIN];
         let mut out: Vec<HeaderName> = Vec::new();
-        for name in self.all().into_iter().chain(defaults.all()) {
+        for name in self.all().into_iter().chain(defaults.all()).chain(&rfc9440) {
             if !out.contains(name) {
                 out.push(name.clone());
             }
@@ -129,6 +161,10 @@ impl HeaderNames {
         out
     }
 }
+
+/// RFC 9440's header names.
+pub const RFC9440_CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+pub const RFC9440_CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
 
 /// Request size limits, ALB's quotas by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

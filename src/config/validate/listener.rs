@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use http::HeaderName;
 
 use super::problems::{bounded, existing_file, secs, Problems};
-use super::routes::routes;
+use super::routes::{routes, CertRules};
 use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
 use crate::config::model::{
     HeaderNames, ListenerConfig, Mode, MutualAuth, RequestLimits, TargetGroupConfig, Timeouts,
@@ -82,10 +82,21 @@ fn listener(
         p,
     );
     let private_key = required_file(cx.base, &key, "private_key", l.private_key.as_deref(), p);
-    let routes = routes(&key, &name, l, cx.target_groups, p);
     let mutual_authentication =
         mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
+    let cert = CertRules {
+        mode: mutual_authentication.mode,
+        identity: l.client_identity.is_some(),
+    };
+    let routes = routes(&key, &name, l, cert, cx.target_groups, p);
     let headers = headers(&key, l.headers.as_ref(), p);
+    let client_identity = super::identity::client_identity(
+        &key,
+        l.client_identity.as_ref(),
+        mutual_authentication.mode,
+        &headers,
+        p,
+    );
     let timeouts = timeouts(&key, l, p);
     let limits = request_limits(&key, l, p);
     let max_connections = bounded(
@@ -103,6 +114,7 @@ fn listener(
         routes: routes?,
         mutual_authentication,
         headers,
+        client_identity,
         timeouts,
         limits,
         max_connections,
@@ -232,6 +244,7 @@ fn mutual_auth(
                 "advertise_trust_store_ca_names",
                 m.advertise_trust_store_ca_names.is_some(),
             ),
+            ("fail_if_no_peer_cert", m.fail_if_no_peer_cert.is_some()),
         ] {
             if given {
                 p.push(
@@ -246,6 +259,7 @@ fn mutual_auth(
         trust_store,
         ignore_client_certificate_expiry: m.ignore_client_certificate_expiry.unwrap_or(false),
         advertise_trust_store_ca_names: m.advertise_trust_store_ca_names == Some(OnOff::On),
+        fail_if_no_peer_cert: m.fail_if_no_peer_cert.unwrap_or(true),
     }
 }
 
@@ -298,7 +312,7 @@ const ATTRIBUTES: [&str; 8] = [
 ];
 
 /// Names the proxy sets or frames messages with; an mTLS header renamed to one would clash.
-const RESERVED: [&str; 7] = [
+pub(super) const RESERVED: [&str; 7] = [
     "host",
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -356,6 +370,7 @@ fn headers(key: &str, h: Option<&HeadersFile>, p: &mut Problems) -> HeaderNames 
         tls_version,
         tls_cipher_suite,
         send_tls_version_and_cipher_suite: h.tls_version_and_cipher_suite.unwrap_or(false),
+        send_client_cert_rfc9440: h.client_cert_rfc9440.unwrap_or(false),
     }
 }
 

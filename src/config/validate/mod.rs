@@ -2,6 +2,8 @@
 //! every problem with its key path. The top level, [s3] and the logs are here; each other
 //! section has a file, and `problems.rs` holds what they share.
 
+mod actions;
+mod identity;
 mod jwt;
 mod listener;
 mod problems;

@@ -1,14 +1,24 @@
-//! Validation of a listener's routes (SPEC §8): `backend` or `default_target_group`, and its
-//! `[[listener.rule]]`s: their conditions, known groups, and rules an earlier one shadows.
+//! Validation of a listener's routes (SPEC §8, §9): `backend` or `default_target_group`, and its
+//! `[[listener.rule]]`s: their conditions (certificate conditions only where certificates are
+//! verified), their action (`actions.rs`), and rules an earlier one shadows.
 
 use std::collections::BTreeMap;
 
+use super::actions::action;
 use super::problems::Problems;
 use crate::config::file::{ListenerFile, RuleFile};
 use crate::config::model::{
-    Algorithm, HealthCheckConfig, Routes, Rule, TargetGroupConfig, TargetTls, TargetUrl,
+    Algorithm, HealthCheckConfig, Mode, Routes, Rule, TargetGroupConfig, TargetTls, TargetUrl,
 };
 use crate::wildcard::Pattern;
+
+/// What a listener's certificate conditions may refer to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CertRules {
+    pub mode: Mode,
+    /// The listener has a `[listener.client_identity]`.
+    pub identity: bool,
+}
 
 /// A listener's routes. `backend = "URL"` becomes a one-target group named `LISTENER/backend`
 /// (added to `groups`).
@@ -16,11 +26,12 @@ pub(super) fn routes(
     key: &str,
     listener: &str,
     l: &ListenerFile,
+    cert: CertRules,
     groups: &mut BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Option<Routes> {
     let default = default_group(key, listener, l, groups, p);
-    let rules = rules(key, &l.rule, groups, p);
+    let rules = rules(key, &l.rule, cert, groups, p);
     Some(Routes {
         rules,
         default_target_group: default?,
@@ -98,13 +109,14 @@ fn backend_group(
 fn rules(
     key: &str,
     files: &[RuleFile],
+    cert: CertRules,
     groups: &BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Vec<Rule> {
     let mut rules: Vec<(usize, Rule)> = Vec::new();
     for (i, r) in files.iter().enumerate() {
         let rkey = format!("{key}.rule[{i}]");
-        let Some(rule) = rule(&rkey, r, groups, p) else {
+        let Some(rule) = rule(&rkey, r, cert, groups, p) else {
             continue;
         };
         if let Some((j, _)) = rules.iter().find(|(_, earlier)| earlier.shadows(&rule)) {
@@ -120,10 +132,11 @@ fn rules(
     rules.into_iter().map(|(_, r)| r).collect()
 }
 
-/// One rule; `None` when it has no group or a pattern that does not compile (reported).
+/// One rule; `None` when it has no valid action or a pattern that does not compile (reported).
 fn rule(
     rkey: &str,
     r: &RuleFile,
+    cert: CertRules,
     groups: &BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Option<Rule> {
@@ -137,30 +150,89 @@ fn rule(
             .map_err(|why| p.push(&format!("{rkey}.path"), why))
             .ok()
     });
-    if r.host.is_none() && r.path.is_none() {
+    let client_identity = patterns(rkey, "client_identity", r.client_identity.as_deref(), p);
+    let client_issuer = patterns(rkey, "client_issuer", r.client_issuer.as_deref(), p);
+    if r.host.is_none()
+        && r.path.is_none()
+        && r.client_identity.is_none()
+        && r.client_issuer.is_none()
+    {
         p.push(
             rkey,
-            "a rule needs a host or a path condition (the default group takes the rest)",
+            "a rule needs a host or a path condition, or one on the client certificate (client_identity, client_issuer); the default group takes the rest",
         );
     }
-    let group = p.required(&format!("{rkey}.target_group"), r.target_group.as_ref())?;
-    if !groups.contains_key(group) {
-        p.push(
-            &format!("{rkey}.target_group"),
-            unknown_group(group, groups),
-        );
-    }
-    if (r.host.is_some() && host.is_none()) || (r.path.is_some() && path.is_none()) {
+    cert_conditions_allowed(rkey, r, cert, p);
+    let action = action(rkey, r, groups, p);
+    let broken = |given: bool, compiled: bool| given && !compiled;
+    if broken(r.host.is_some(), host.is_some())
+        || broken(r.path.is_some(), path.is_some())
+        || broken(r.client_identity.is_some(), client_identity.is_some())
+        || broken(r.client_issuer.is_some(), client_issuer.is_some())
+    {
         return None;
     }
     Some(Rule {
         host,
         path,
-        target_group: group.clone(),
+        client_identity,
+        client_issuer,
+        action: action?,
     })
 }
 
-fn unknown_group(name: &str, groups: &BTreeMap<String, TargetGroupConfig>) -> String {
+/// A certificate condition's patterns; `None` when absent or any is wrong (reported).
+fn patterns(
+    rkey: &str,
+    attr: &str,
+    given: Option<&[String]>,
+    p: &mut Problems,
+) -> Option<Vec<Pattern>> {
+    let given = given?;
+    let key = format!("{rkey}.{attr}");
+    if given.is_empty() {
+        p.push(
+            &key,
+            "is empty: give at least one pattern (or leave the condition out)",
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(given.len());
+    for (j, g) in given.iter().enumerate() {
+        match Pattern::text(g) {
+            Ok(pattern) => out.push(pattern),
+            Err(why) => p.push(&format!("{key}[{j}]"), why),
+        }
+    }
+    (out.len() == given.len()).then_some(out)
+}
+
+/// Certificate conditions need verified certificates (verify mode), and `client_identity` an
+/// identity to match (`[listener.client_identity]`).
+fn cert_conditions_allowed(rkey: &str, r: &RuleFile, cert: CertRules, p: &mut Problems) {
+    for (attr, given) in [
+        ("client_identity", r.client_identity.is_some()),
+        ("client_issuer", r.client_issuer.is_some()),
+    ] {
+        if given && cert.mode != Mode::Verify {
+            p.push(
+                &format!("{rkey}.{attr}"),
+                format!(
+                    "a certificate condition needs mutual_authentication.mode = \"verify\" (mode is {:?}: certificates are not verified, so the condition could never be trusted)",
+                    cert.mode.as_str()
+                ),
+            );
+        }
+    }
+    if r.client_identity.is_some() && cert.mode == Mode::Verify && !cert.identity {
+        p.push(
+            &format!("{rkey}.client_identity"),
+            "needs a [listener.client_identity] section saying where the identity comes from",
+        );
+    }
+}
+
+pub(super) fn unknown_group(name: &str, groups: &BTreeMap<String, TargetGroupConfig>) -> String {
     let known: Vec<&str> = groups
         .values()
         .filter(|g| !g.from_backend_shorthand)
