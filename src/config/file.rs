@@ -17,6 +17,15 @@ pub struct FileConfig {
     pub target_group: BTreeMap<String, TargetGroupFile>,
     pub connection_log: Option<ConnectionLogFile>,
     pub access_log: Option<AccessLogFile>,
+    pub admin: Option<AdminFile>,
+}
+
+/// `[admin]`: the plain-HTTP endpoint for probes, metrics and trust-store state.
+#[derive(Debug, Default, Deserialize)]
+pub struct AdminFile {
+    pub bind: Option<String>,
+    /// After SIGTERM, seconds `/readyz` answers 503 before the listeners close.
+    pub shutdown_delay_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

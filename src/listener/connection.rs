@@ -98,6 +98,7 @@ pub async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let tls = listener.tls.load_full();
+    let started = Instant::now();
     let outcome = if *stop.borrow() {
         Handshake::Refused(Box::new(Refused::before_tls(Failure::new(
             VerifyCode::Unmapped,
@@ -106,7 +107,7 @@ pub async fn connection(
     } else {
         handshake(stream, &tls, listener.config.timeouts.handshake).await
     };
-    let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log);
+    let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log, started.elapsed());
     match outcome {
         Handshake::Refused(refused) => {
             drop(tls);
@@ -127,10 +128,12 @@ fn log_outcome(
     peer: SocketAddr,
     outcome: &Handshake,
     log: &ConnLog,
+    took: Duration,
 ) -> String {
     let mut record = accepted(listener, tls, peer);
     record_outcome(&mut record, outcome);
     log.write(&record);
+    listener.metrics.handshake(&record.tls_verify_status, took);
     record.conn_trace_id
 }
 
@@ -218,7 +221,7 @@ fn register(
     if !Arc::ptr_eq(&current, tls) {
         let now = UnixTime::now();
         let open = &listener.open_conns;
-        close_if_refused(
+        if close_if_refused(
             listener.name(),
             &current,
             open,
@@ -226,7 +229,9 @@ fn register(
             reg.id,
             trace_id,
             &est.chain,
-        );
+        ) {
+            listener.metrics.closed_by_revocation();
+        }
     }
     (Some(reg), Some(rx))
 }

@@ -30,7 +30,7 @@ pub async fn forward(
     body: Incoming,
 ) -> Result<Response<Body>, ProxyError> {
     rewrite(ctx, ex, &mut parts);
-    ex.set_target_group(route.group.name());
+    ex.set_target_group(ctx, route.group.name());
     // Only a request without a body may go to another target (see `may_retry`).
     let retryable = body.is_end_stream() && route.group.targets.len() > 1;
     let client_failed = Arc::new(AtomicBool::new(false));

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use crate::alb::ConnHeaders;
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
+use crate::metrics::RequestMetrics;
 use crate::observe::LogSink;
 use crate::routing::{Route, RouteError, Router};
 use crate::upstream::TargetGroup;
@@ -35,6 +36,8 @@ pub struct ProxySettings {
     pub strip: Arc<[http::HeaderName]>,
     pub limits: RequestLimits,
     pub access_log: Option<LogSink>,
+    /// Request counters per target group, resolved once.
+    pub metrics: RequestMetrics,
 }
 
 impl ProxySettings {
@@ -52,7 +55,14 @@ impl ProxySettings {
             strip: l.headers.strip_set().into(),
             limits: l.limits,
             access_log,
+            metrics: RequestMetrics::detached(&l.name),
         })
+    }
+
+    /// The settings, counting requests into `metrics`.
+    pub fn with_metrics(mut self, metrics: RequestMetrics) -> ProxySettings {
+        self.metrics = metrics;
+        self
     }
 }
 

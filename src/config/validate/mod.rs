@@ -2,6 +2,7 @@
 //! every problem with its key path. The top level, [s3] and the logs are here; each other
 //! section has a file, and `problems.rs` holds what they share.
 
+mod admin;
 mod listener;
 mod problems;
 mod routes;
@@ -25,6 +26,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     let listeners = listener::listeners(&cfg.listener, &mut cx, &mut p);
     let connection_log = connection_log(cfg.connection_log, base);
     let access_log = access_log(cfg.access_log, base);
+    let admin = admin::admin(cfg.admin.as_ref(), &listeners, &mut p);
     p.finish(Config {
         listeners,
         trust_stores,
@@ -32,6 +34,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         target_groups,
         connection_log,
         access_log,
+        admin,
     })
 }
 
