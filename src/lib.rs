@@ -1,6 +1,7 @@
 //! certgate: an HTTPS reverse proxy that terminates mutual TLS the way an AWS Application Load
 //! Balancer listener does, forwarding ALB's client-certificate headers and connection logs.
 
+pub mod admin;
 pub mod alb;
 pub mod app;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod demo;
 pub mod http;
 pub mod jwt;
 pub mod listener;
+pub mod metrics;
 pub mod mtls;
 pub mod observe;
 pub mod ocsp;

@@ -2,6 +2,7 @@
 //! (store refresh, health checks, memory trim), reloads on demand and drains on shutdown.
 
 mod signals;
+mod view;
 
 pub use signals::{run, serve_until_signal};
 
@@ -15,9 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::{Admin, Readiness, Serving};
 use crate::config::{Config, ListenerConfig, LogDestination, LogFormat};
 use crate::jwt::Validator;
 use crate::listener::{accept_loop, AcceptContext, ConnLog, Listener};
+use crate::metrics::{Exporter, ListenerMetrics, Metrics, RequestMetrics};
 use crate::observe::LogSink;
 use crate::proxy::ProxySettings;
 use crate::routing::RouteError;
@@ -58,6 +61,11 @@ pub enum StartError {
     },
     #[error(transparent)]
     Jwt(#[from] crate::jwt::JwtError),
+    #[error("admin endpoint: cannot bind {addr}: {error}")]
+    AdminBind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     #[error("cannot handle signal {signal}: {error}")]
     Signal {
         signal: String,
@@ -74,6 +82,11 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     pub conn_log: LogSink,
     access_log: Option<LogSink>,
+    /// `/readyz`'s answer, turned to 503 by SIGTERM.
+    pub readiness: Arc<Readiness>,
+    admin: Option<Admin>,
+    /// How long `/readyz` says 503 before the listeners close (with `[admin]` only).
+    shutdown_delay: Duration,
 }
 
 fn open_log(dest: &LogDestination, what: &'static str) -> Result<LogSink, StartError> {
@@ -91,6 +104,20 @@ impl Server {
     /// Loads everything, binds every listener and starts serving. Any failure stops the start
     /// with a message naming the listener, store or file.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        // The admin endpoint comes first: probes see 503 while the stores load.
+        let readiness = Arc::new(Readiness::default());
+        let admin = match &config.admin {
+            Some(a) => Some(
+                Admin::bind(a.bind, readiness.clone())
+                    .await
+                    .map_err(|error| StartError::AdminBind {
+                        addr: a.bind,
+                        error,
+                    })?,
+            ),
+            None => None,
+        };
+        let metrics = Metrics::default();
         let sources = Sources::new(config.s3.clone());
         let (stores, states) = loader::load_all(&config, &sources).await?;
         let validators = load_validators(&config).await?;
@@ -102,14 +129,12 @@ impl Server {
         let groups = crate::upstream::groups(&config);
         let mut bound = Vec::new();
         for l in &config.listeners {
-            bound.push(bind(l, &stores, access_log.clone(), &groups, &validators).await?);
+            bound.push(bind(l, &stores, access_log.clone(), &groups, &validators, &metrics).await?);
         }
-        let reloader = Arc::new(Reloader::new(
-            config.trust_stores.clone(),
-            sources,
-            stores,
-            states,
-        ));
+        let reloader = Arc::new(
+            Reloader::new(config.trust_stores.clone(), sources, stores, states)
+                .with_metrics(&metrics),
+        );
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let accept = AcceptContext {
@@ -138,6 +163,21 @@ impl Server {
         }
         tasks.extend(health_checks(&groups, &stop_rx)?);
         tasks.push(tokio::spawn(signals::release_memory_loop(stop_rx)));
+        if let Some(admin) = &admin {
+            let mut logs = vec![("connection", conn_log.clone())];
+            logs.extend(access_log.clone().map(|a| ("access", a)));
+            let view = Arc::new(view::ServerView {
+                listeners: listeners.clone(),
+                reloader: reloader.clone(),
+                groups,
+                logs,
+            });
+            admin.serve(Serving {
+                exporter: Exporter::new(&metrics, view.clone()),
+                trust_stores: view,
+            });
+        }
+        readiness.started();
         Ok(Server {
             listeners,
             validators,
@@ -147,7 +187,23 @@ impl Server {
             tasks,
             conn_log,
             access_log,
+            readiness,
+            shutdown_delay: config
+                .admin
+                .as_ref()
+                .map_or(Duration::ZERO, |a| a.shutdown_delay),
+            admin,
         })
+    }
+
+    /// Where the admin endpoint listens, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local)
+    }
+
+    /// How long to keep serving with `/readyz` at 503 after SIGTERM.
+    pub fn shutdown_delay(&self) -> Duration {
+        self.shutdown_delay
     }
 
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
@@ -206,6 +262,9 @@ impl Server {
             }
         })
         .await;
+        if let Some(admin) = self.admin.take() {
+            admin.close().await;
+        }
         drained
     }
 }
@@ -217,6 +276,7 @@ async fn bind(
     access_log: Option<LogSink>,
     groups: &BTreeMap<String, Arc<TargetGroup>>,
     validators: &Validators,
+    metrics: &Metrics,
 ) -> Result<(TcpListener, Arc<Listener>), StartError> {
     let tls = ListenerTls::build(l, stores)?;
     let bind_error = |error| StartError::Bind {
@@ -226,16 +286,16 @@ async fn bind(
     };
     let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
     let local = socket.local_addr().map_err(bind_error)?;
-    let mut proxy = ProxySettings::new(l, local.port(), access_log, groups)?;
+    let requests = RequestMetrics::new(metrics, &l.name, groups.keys().map(String::as_str));
+    let mut proxy =
+        ProxySettings::new(l, local.port(), access_log, groups)?.with_metrics(requests);
     proxy.jwt = l
         .authenticate_jwt
         .as_ref()
         .and_then(|name| validators.get(name).cloned());
-    let proxy = Arc::new(proxy);
-    Ok((
-        socket,
-        Arc::new(Listener::new(l.clone(), local, tls, proxy)),
-    ))
+    let handshakes = ListenerMetrics::new(metrics, &l.name, tls.mode.as_str());
+    let listener = Listener::new(l.clone(), local, tls, Arc::new(proxy)).with_metrics(handshakes);
+    Ok((socket, Arc::new(listener)))
 }
 
 fn announce(listener: &Listener) {

@@ -73,6 +73,20 @@ pub async fn serve_until_signal(server: Server, grace: Duration) -> Result<(), S
             _ = int.recv() => break,
         }
     }
+    server.readiness.drain();
+    let delay = server.shutdown_delay();
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "stopping: /readyz answers 503; still serving until the delay is over"
+        );
+        // A second signal cuts the delay short.
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
     tracing::info!(
         grace_secs = DEFAULT_GRACE.as_secs(),
         "stopping: no new connections, finishing in-flight requests"

@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub access_log: Option<AccessLogFile>,
     #[serde(default)]
     pub jwt_validation: BTreeMap<String, JwtValidationFile>,
+    pub admin: Option<AdminFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +44,14 @@ pub struct AdditionalClaimFile {
     pub format: Option<String>,
     #[serde(default)]
     pub values: Vec<String>,
+}
+
+/// `[admin]`: the plain-HTTP endpoint for probes, metrics and trust-store state.
+#[derive(Debug, Default, Deserialize)]
+pub struct AdminFile {
+    pub bind: Option<String>,
+    /// After SIGTERM, seconds `/readyz` answers 503 before the listeners close.
+    pub shutdown_delay_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,4 +105,8 @@ fn refuse_over_limit(stream: TcpStream, peer: SocketAddr, listener: &Listener, l
     );
     record_failure(&mut record, &failure);
     log.write(&record);
+    let no_handshake = std::time::Duration::ZERO;
+    listener
+        .metrics
+        .handshake(&record.tls_verify_status, no_handshake);
 }

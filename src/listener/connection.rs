@@ -109,6 +109,7 @@ pub async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let tls = listener.tls.load_full();
+    let started = Instant::now();
     let mut outcome = if *stop.borrow() {
         Handshake::Refused(Box::new(Refused::before_tls(Failure::new(
             VerifyCode::Unmapped,
@@ -121,7 +122,7 @@ pub async fn connection(
     if let Handshake::Established(est) = &mut outcome {
         est.identity = identify(&listener.config, tls.mode, est);
     }
-    let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log);
+    let trace_id = log_outcome(&listener, &tls, peer, &outcome, &log, started.elapsed());
     match outcome {
         Handshake::Refused(refused) => {
             drop(tls);
@@ -162,10 +163,12 @@ fn log_outcome(
     peer: SocketAddr,
     outcome: &Handshake,
     log: &ConnLog,
+    took: Duration,
 ) -> String {
     let mut record = accepted(listener, tls, peer);
     record_outcome(&mut record, outcome);
     log.write(&record);
+    listener.metrics.handshake(&record.tls_verify_status, took);
     record.conn_trace_id
 }
 
@@ -266,7 +269,7 @@ fn register(
     if !Arc::ptr_eq(&current, tls) {
         let now = UnixTime::now();
         let open = &listener.open_conns;
-        close_if_refused(
+        if close_if_refused(
             listener.name(),
             &current,
             open,
@@ -274,7 +277,9 @@ fn register(
             reg.id,
             trace_id,
             &est.chain,
-        );
+        ) {
+            listener.metrics.closed_by_revocation();
+        }
     }
     (Some(reg), Some(rx))
 }

@@ -22,6 +22,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::sync::Semaphore;
 
 use crate::config::{ListenerConfig, Mode};
+use crate::metrics::ListenerMetrics;
 use crate::proxy::ProxySettings;
 use crate::tls::{ListenerTls, TlsError};
 use crate::truststore::Stores;
@@ -37,6 +38,8 @@ pub struct Listener {
     pub proxy: Arc<ProxySettings>,
     /// Open verify-mode connections, re-checked when the trust store is reloaded.
     pub open_conns: Arc<OpenConns>,
+    /// Its handshake metrics, resolved once.
+    pub metrics: ListenerMetrics,
     /// One permit per open client connection (`max_connections`).
     conn_slots: Arc<Semaphore>,
     /// Held while the TLS state is rebuilt, so that a SIGHUP's rebuild (new certificate) and
@@ -58,8 +61,22 @@ impl Listener {
             tls: ArcSwap::from_pointee(tls),
             proxy,
             open_conns: Arc::default(),
+            metrics: ListenerMetrics::detached(),
             rebuilding: Mutex::new(()),
         }
+    }
+
+    /// The listener, counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: ListenerMetrics) -> Listener {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Client connections open now (handshaking or served).
+    pub fn connections_open(&self) -> usize {
+        self.config
+            .max_connections
+            .saturating_sub(self.conn_slots.available_permits())
     }
 
     pub fn name(&self) -> &str {
@@ -131,7 +148,8 @@ impl Listener {
         let tls = self.tls.load_full();
         let open = self.open_conns.clone();
         let name = self.name().to_string();
-        let check = move || revalidate_now(&name, &tls, &open);
+        let metrics = self.metrics.clone();
+        let check = move || revalidate_now(&name, &tls, &open, &metrics);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn_blocking(check);
@@ -142,7 +160,7 @@ impl Listener {
 }
 
 /// `revalidate`, on this thread. Blocking: keep it off the async worker threads.
-fn revalidate_now(listener: &str, tls: &ListenerTls, open: &OpenConns) {
+fn revalidate_now(listener: &str, tls: &ListenerTls, open: &OpenConns, metrics: &ListenerMetrics) {
     let conns = open.snapshot();
     if conns.is_empty() {
         return;
@@ -154,6 +172,7 @@ fn revalidate_now(listener: &str, tls: &ListenerTls, open: &OpenConns) {
         .filter(|(id, trace_id, chain)| {
             close_if_refused(listener, tls, open, now, *id, trace_id, chain)
         })
+        .inspect(|_| metrics.closed_by_revocation())
         .count();
     tracing::debug!(listener = %listener, checked, closed, "open connections re-checked");
 }

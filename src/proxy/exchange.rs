@@ -23,6 +23,8 @@ pub struct Exchange {
     host: Option<String>,
     pub path_and_query: PathAndQuery,
     pub log: AccessRecord,
+    /// The chosen target group's slot in the listener's request metrics.
+    metrics_slot: usize,
 }
 
 impl Exchange {
@@ -46,6 +48,7 @@ impl Exchange {
             authority,
             host,
             path_and_query,
+            metrics_slot: crate::metrics::handles::NO_GROUP,
             log: AccessRecord {
                 target_processing_time: -1.0,
                 ..AccessRecord::default()
@@ -107,7 +110,8 @@ impl Exchange {
         self.log.rule = rule;
     }
 
-    pub fn set_target_group(&mut self, name: &str) {
+    pub fn set_target_group(&mut self, ctx: &ConnContext, name: &str) {
+        self.metrics_slot = ctx.settings.metrics.slot(name);
         if self.logging {
             self.log.target_group = Some(name.to_string());
         }
@@ -149,7 +153,10 @@ impl Exchange {
     pub fn finish(mut self, ctx: &ConnContext, response: Response<Body>) -> Response<Body> {
         let log = &mut self.log;
         log.elb_status_code = response.status().as_u16();
-        let total = secs(self.received.elapsed());
+        let elapsed = self.received.elapsed();
+        let metrics = &ctx.settings.metrics;
+        metrics.record(self.metrics_slot, log.elb_status_code, elapsed);
+        let total = secs(elapsed);
         log.response_processing_time = round_micros(
             (total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0),
         );

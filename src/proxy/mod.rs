@@ -25,6 +25,7 @@ use crate::config::{CertFacts, RequestFacts};
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
 use crate::jwt::{JwtError, Validator};
+use crate::metrics::RequestMetrics;
 use crate::observe::{self, LogSink};
 use crate::routing::{Action, Matched, RouteError, Router};
 use crate::upstream::TargetGroup;
@@ -47,6 +48,8 @@ pub struct ProxySettings {
     /// The listener's `authenticate_jwt` validator, run on every request.
     pub jwt: Option<Arc<Validator>>,
     pub access_log: Option<LogSink>,
+    /// Request counters per target group, resolved once.
+    pub metrics: RequestMetrics,
 }
 
 impl ProxySettings {
@@ -67,7 +70,14 @@ impl ProxySettings {
             jwt: None,
             response_headers: l.response_headers.clone(),
             access_log,
+            metrics: RequestMetrics::detached(&l.name),
         })
+    }
+
+    /// The settings, counting requests into `metrics`.
+    pub fn with_metrics(mut self, metrics: RequestMetrics) -> ProxySettings {
+        self.metrics = metrics;
+        self
     }
 }
 

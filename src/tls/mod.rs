@@ -153,6 +153,11 @@ impl ListenerTls {
         })
     }
 
+    /// The leaf of every server certificate in service (their expiry is a metric).
+    pub fn server_leaves(&self) -> Vec<&CertificateDer<'static>> {
+        self.cert.cert.first().into_iter().collect()
+    }
+
     /// The config every new connection of this listener handshakes with.
     /// The listener's trust store in service now, in verify mode.
     pub fn verify_store(&self) -> Option<Arc<crate::truststore::TrustStore>> {

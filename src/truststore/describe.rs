@@ -109,3 +109,54 @@ pub fn describe(store: &TrustStore) -> String {
     );
     s
 }
+
+/// What [`describe`] prints, as one JSON object (the admin endpoint's `/truststores`).
+pub fn describe_json(store: &TrustStore) -> serde_json::Value {
+    use serde_json::json;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let cas: Vec<_> = store
+        .cas
+        .iter()
+        .map(|ca| {
+            json!({
+                "subject": ca.subject,
+                "serial_number": ca.serial_hex,
+                "not_before": date(ca.not_before_unix),
+                "not_after": date(ca.not_after_unix),
+                "warnings": ca_warnings(ca, now),
+            })
+        })
+        .collect();
+    let crls: Vec<_> = store
+        .crl_infos
+        .iter()
+        .map(|crl| {
+            json!({
+                "issuer": crl.issuer,
+                "source": crl.source,
+                "revoked_entries": crl.revoked_entries,
+                "this_update": date(crl.this_update_unix),
+                "next_update": crl.next_update_unix.map(date),
+                "expired": crl.next_update_unix.is_some_and(|next| now > next),
+            })
+        })
+        .collect();
+    let sources: Vec<_> = store
+        .sources
+        .iter()
+        .map(|s| json!({ "source": s.source, "version": s.tag }))
+        .collect();
+    json!({
+        "name": store.name,
+        "version": store.version,
+        "sources": sources,
+        "ca_certificates": cas,
+        "revocation_lists": crls,
+        "revoked_entries": store.revoked_entries(),
+        "warnings": super::freshness::expired_crl_warnings(store, now),
+        "limits": {
+            "max_chain_depth": store.limits.max_chain_depth,
+            "max_client_certificate_size": store.limits.max_client_certificate_size,
+        },
+    })
+}

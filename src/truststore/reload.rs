@@ -12,6 +12,7 @@ use super::loader::{self, StoreState};
 use super::source::Sources;
 use super::{Stores, TrustStore};
 use crate::config::TrustStoreConfig;
+use crate::metrics::{Metrics, StoreReloads};
 
 pub struct Reloader {
     configs: BTreeMap<String, TrustStoreConfig>,
@@ -20,6 +21,8 @@ pub struct Reloader {
     published: watch::Sender<Stores>,
     /// Per-store refresh state; one load at a time per store.
     states: BTreeMap<String, tokio::sync::Mutex<StoreState>>,
+    /// `certgate_truststore_reloads_total`, per store.
+    reloads: BTreeMap<String, StoreReloads>,
 }
 
 impl Reloader {
@@ -37,6 +40,30 @@ impl Reloader {
                 .into_iter()
                 .map(|(k, v)| (k, tokio::sync::Mutex::new(v)))
                 .collect(),
+            reloads: BTreeMap::new(),
+        }
+    }
+
+    /// The reloader, counting each store's reloads into `metrics`.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Reloader {
+        self.reloads = self
+            .configs
+            .keys()
+            .map(|name| (name.clone(), StoreReloads::new(metrics, name)))
+            .collect();
+        self
+    }
+
+    /// A reload counts as a success when it was asked for (`force`) and went through, or
+    /// when a timed refresh put a new version in; a failure whenever a load failed.
+    fn count(&self, name: &str, force: bool, result: &Result<bool, String>) {
+        let Some(counters) = self.reloads.get(name) else {
+            return;
+        };
+        match result {
+            Ok(new) if force || *new => counters.record(true),
+            Ok(_) => {}
+            Err(_) => counters.record(false),
         }
     }
 
@@ -62,7 +89,19 @@ impl Reloader {
         };
         let mut state = state.lock().await;
         let in_service = self.published.borrow().get(name).cloned();
-        match loader::load(cfg, &self.sources, &mut state, force, in_service.as_deref()).await {
+        let loaded = loader::load(cfg, &self.sources, &mut state, force, in_service.as_deref());
+        let result = self.judge(name, loaded.await);
+        self.count(name, force, &result);
+        result
+    }
+
+    /// Publishes what a load brought, or logs why it failed.
+    fn judge(
+        &self,
+        name: &str,
+        loaded: Result<Option<TrustStore>, super::TrustStoreError>,
+    ) -> Result<bool, String> {
+        match loaded {
             Ok(None) => Ok(false),
             Ok(Some(new)) => Ok(self.publish(new)),
             Err(e) => {

@@ -30,6 +30,17 @@ pub struct Config {
     pub access_log: Option<LogDestination>,
     /// `[jwt_validation.NAME]`, by name.
     pub jwt_validators: BTreeMap<String, JwtValidatorConfig>,
+    /// The admin endpoint; none when `[admin]` is absent.
+    pub admin: Option<AdminConfig>,
+}
+
+/// How long `/readyz` answers 503 after SIGTERM before the listeners close, by default.
+pub const DEFAULT_SHUTDOWN_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub bind: std::net::SocketAddr,
+    pub shutdown_delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 mod actions;
 mod identity;
 mod jwt;
+mod admin;
 mod listener;
 mod problems;
 mod response_headers;
@@ -36,6 +37,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     }
     let connection_log = connection_log(cfg.connection_log, base);
     let access_log = access_log(cfg.access_log, base);
+    let admin = admin::admin(cfg.admin.as_ref(), &listeners, &mut p);
     p.finish(Config {
         listeners,
         trust_stores,
@@ -44,6 +46,7 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         connection_log,
         access_log,
         jwt_validators,
+        admin,
     })
 }
 
