@@ -7,9 +7,10 @@ mod validate;
 
 pub use model::{
     Algorithm, ChainLimits, Config, ConnectionLogConfig, ExpiredCrls, HeaderNames,
-    HealthCheckConfig, ListenerConfig, LogDestination, LogFormat, Matcher, Mode, MutualAuth,
-    RequestLimits, Routes, Rule, S3Settings, Source, TargetGroupConfig, TargetTls, TargetUrl,
-    Timeouts, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT,
+    HealthCheckConfig, KeyPassword, ListenerConfig, LogDestination, LogFormat, Matcher, Mode,
+    MutualAuth, RequestLimits, Routes, Rule, S3Settings, ServerCertificate, Source, SslPolicy,
+    TargetGroupConfig, TargetTls, TargetUrl, Timeouts, TrustStoreConfig,
+    DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CERTIFICATE_REFRESH_INTERVAL,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH,
     DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL,

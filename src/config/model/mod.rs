@@ -5,11 +5,13 @@
 
 mod listener;
 mod routes;
+mod server_cert;
 mod target_group;
 mod trust_store;
 
 pub use listener::*;
 pub use routes::*;
+pub use server_cert::*;
 pub use target_group::*;
 pub use trust_store::*;
 

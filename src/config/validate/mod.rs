@@ -2,6 +2,7 @@
 //! every problem with its key path. The top level, [s3] and the logs are here; each other
 //! section has a file, and `problems.rs` holds what they share.
 
+mod certificates;
 mod listener;
 mod problems;
 mod routes;
