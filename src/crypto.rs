@@ -1,5 +1,8 @@
-//! The one crypto provider certgate uses, its cipher-suite order, and the names ALB and
-//! OpenSSL write for protocol versions, cipher suites and key-exchange groups.
+//! The one crypto provider certgate uses, its cipher-suite order, the ALB security policies
+//! it serves (`policy`), and the names ALB and OpenSSL write for protocol versions, cipher
+//! suites and key-exchange groups.
+
+pub mod policy;
 
 use rustls::{CipherSuite, NamedGroup, ProtocolVersion};
 
@@ -68,9 +71,12 @@ pub fn cipher_name(s: CipherSuite) -> &'static str {
     }
 }
 
-/// Key-exchange group names as they appear in `tls_keyexchange`.
+/// Key-exchange group names as they appear in `tls_keyexchange` (OpenSSL's, also for the
+/// post-quantum hybrids).
 pub fn group_name(g: NamedGroup) -> String {
     match g {
+        NamedGroup::X25519MLKEM768 => "X25519MLKEM768".to_string(),
+        NamedGroup::secp256r1MLKEM768 => "SecP256r1MLKEM768".to_string(),
         NamedGroup::X25519 => "X25519".to_string(),
         NamedGroup::secp256r1 => "secp256r1".to_string(),
         NamedGroup::secp384r1 => "secp384r1".to_string(),

@@ -176,11 +176,16 @@ fn check(path: &std::path::Path) -> Result<()> {
     let cfg = config::load(path)?;
     let at = || format!("config file {}", path.display());
     let sources = Sources::new(cfg.s3.clone());
-    let (stores, _) = runtime()?
+    let rt = runtime()?;
+    let (stores, _) = rt
         .block_on(loader::load_all(&cfg, &sources))
         .with_context(at)?;
+    let mut certs = Vec::new();
     for l in &cfg.listeners {
-        tls::ListenerTls::build(l, &stores).with_context(at)?;
+        let loaded = rt.block_on(tls::load_certificates(l, &sources));
+        let loaded = std::sync::Arc::new(loaded.with_context(at)?);
+        tls::ListenerTls::build(l, &stores, loaded.clone()).with_context(at)?;
+        certs.push(loaded);
     }
     let validators = runtime()?
         .block_on(certgate::app::load_validators(&cfg))
@@ -191,7 +196,7 @@ fn check(path: &std::path::Path) -> Result<()> {
         }
     }
     println!("{}: OK", path.display());
-    for l in &cfg.listeners {
+    for (l, certs) in cfg.listeners.iter().zip(&certs) {
         let m = &l.mutual_authentication;
         let default = &l.routes.default_target_group;
         let to = match cfg.target_groups.get(default) {
@@ -224,6 +229,9 @@ fn check(path: &std::path::Path) -> Result<()> {
                 list("client_issuer", &r.client_issuer),
                 r.action.describe()
             );
+        }
+        for line in tls::summary(l, certs) {
+            println!("    {line}");
         }
     }
     for g in cfg

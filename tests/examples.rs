@@ -16,7 +16,11 @@ fn example_config_checks() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stores["demo"].revoked_entries(), 1);
     for l in &cfg.listeners {
-        certgate::tls::ListenerTls::build(l, &stores).unwrap_or_else(|e| panic!("{e}"));
+        let certs = rt
+            .block_on(certgate::tls::load_certificates(l, &sources))
+            .unwrap_or_else(|e| panic!("{e}"));
+        certgate::tls::ListenerTls::build(l, &stores, std::sync::Arc::new(certs))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

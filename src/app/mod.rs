@@ -77,6 +77,8 @@ pub struct Server {
     listeners: Vec<Arc<Listener>>,
     validators: Validators,
     reloader: Arc<Reloader>,
+    /// Where server certificates are read from (files, S3).
+    cert_sources: Arc<Sources>,
     stop: watch::Sender<bool>,
     graceful: Option<Arc<GracefulShutdown>>,
     tasks: Vec<JoinHandle<()>>,
@@ -127,9 +129,13 @@ impl Server {
             None => None,
         };
         let groups = crate::upstream::groups(&config);
+        let cert_sources = Arc::new(Sources::new(config.s3.clone()));
         let mut bound = Vec::new();
         for l in &config.listeners {
-            bound.push(bind(l, &stores, access_log.clone(), &groups, &validators, &metrics).await?);
+            let certs = crate::tls::load_certificates(l, &cert_sources).await?;
+            crate::tls::log_loaded(&l.name, &certs);
+            let certs = Arc::new(certs);
+            bound.push(bind(l, &stores, certs, access_log.clone(), &groups, &validators, &metrics).await?);
         }
         let reloader = Arc::new(
             Reloader::new(config.trust_stores.clone(), sources, stores, states)
@@ -154,6 +160,11 @@ impl Server {
                 socket,
                 listener.clone(),
                 accept.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::listener::certs::refresh_loop(
+                listener.clone(),
+                cert_sources.clone(),
+                stop_rx.clone(),
             )));
             listeners.push(listener);
         }
@@ -182,6 +193,7 @@ impl Server {
             listeners,
             validators,
             reloader,
+            cert_sources,
             stop,
             graceful: Some(graceful),
             tasks,
@@ -215,11 +227,15 @@ impl Server {
     pub async fn reload(&self) -> Vec<String> {
         let mut problems = self.reloader.reload_all().await;
         let stores = self.reloader.stores();
-        // Reads the (small) certificate and key files of every listener.
         problems.extend(rebuild_all(&self.listeners, &stores));
         for v in self.validators.values() {
             if let Err(e) = v.refresh().await {
                 problems.push(e.to_string());
+            }
+        }
+        for l in &self.listeners {
+            if let Err(e) = l.refresh_certificates(&self.cert_sources, true).await {
+                problems.push(e);
             }
         }
         problems
@@ -273,12 +289,13 @@ impl Server {
 async fn bind(
     l: &ListenerConfig,
     stores: &Stores,
+    certs: Arc<crate::tls::ServerCerts>,
     access_log: Option<LogSink>,
     groups: &BTreeMap<String, Arc<TargetGroup>>,
     validators: &Validators,
     metrics: &Metrics,
 ) -> Result<(TcpListener, Arc<Listener>), StartError> {
-    let tls = ListenerTls::build(l, stores)?;
+    let tls = ListenerTls::build(l, stores, certs)?;
     let bind_error = |error| StartError::Bind {
         listener: l.name.clone(),
         addr: l.bind,
@@ -308,12 +325,12 @@ fn announce(listener: &Listener) {
     );
 }
 
-/// Rebuilds every listener's TLS state with its certificate read again; a listener that fails
-/// keeps its current state. Returns the problems.
+/// Rebuilds every listener's TLS state on `stores`; a listener that fails keeps its current
+/// state. Returns the problems.
 fn rebuild_all(listeners: &[Arc<Listener>], stores: &Stores) -> Vec<String> {
     let mut problems = Vec::new();
     for l in listeners {
-        if let Err(e) = l.rebuild_tls(stores, true) {
+        if let Err(e) = l.rebuild_tls(stores) {
             tracing::error!(listener = %l.name(), "reload failed, keeping the current TLS settings: {e}");
             problems.push(e.to_string());
         }

@@ -90,6 +90,24 @@ pub struct ListenerFile {
     pub backend_connect_timeout_secs: Option<u64>,
     /// Seconds the backend has to send its response headers.
     pub backend_timeout_secs: Option<u64>,
+    /// ALB security policy name (protocols, cipher suites, key-exchange groups).
+    pub ssl_policy: Option<String>,
+    /// Several certificates chosen by SNI, instead of `certificate_chain`/`private_key`.
+    pub certificates: Option<Vec<CertificateFile>>,
+    /// Password of an encrypted `private_key`: a file holding it, or an environment variable.
+    pub private_key_password_file: Option<String>,
+    pub private_key_password_env: Option<String>,
+    /// Seconds between checks of the certificate files / s3 objects for a new version.
+    pub refresh_interval_secs: Option<u64>,
+}
+
+/// One entry of a listener's `certificates = [...]`.
+#[derive(Debug, Deserialize)]
+pub struct CertificateFile {
+    pub certificate_chain: Option<String>,
+    pub private_key: Option<String>,
+    pub private_key_password_file: Option<String>,
+    pub private_key_password_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

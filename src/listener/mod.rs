@@ -3,6 +3,7 @@
 //! `handshake`, `serve`); open verify-mode connections are re-checked when trust stores change.
 
 mod accept;
+pub mod certs;
 mod connection;
 pub mod handshake;
 pub mod io;
@@ -45,6 +46,8 @@ pub struct Listener {
     /// Held while the TLS state is rebuilt, so that a SIGHUP's rebuild (new certificate) and
     /// one following published stores (kept certificate) cannot undo each other.
     rebuilding: Mutex<()>,
+    /// What the certificate refresh last saw of the certificate sources.
+    certificate_watch: tokio::sync::Mutex<certs::CertWatch>,
 }
 
 impl Listener {
@@ -63,6 +66,7 @@ impl Listener {
             open_conns: Arc::default(),
             metrics: ListenerMetrics::detached(),
             rebuilding: Mutex::new(()),
+            certificate_watch: tokio::sync::Mutex::default(),
         }
     }
 
@@ -91,25 +95,34 @@ impl Listener {
         }
     }
 
-    /// Rebuilds the TLS state on `stores` and swaps it in, then re-checks open connections.
-    /// With `reread_certificate` the server certificate and key are read from disk again;
-    /// otherwise the loaded ones are kept. On failure the current state stays in service.
-    pub fn rebuild_tls(&self, stores: &Stores, reread_certificate: bool) -> Result<(), TlsError> {
+    /// Rebuilds the TLS state on `stores`, keeping the server certificates, swaps it in, then
+    /// re-checks open connections. On failure the current state stays in service.
+    pub fn rebuild_tls(&self, stores: &Stores) -> Result<(), TlsError> {
         let _one_at_a_time = self
             .rebuilding
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.rebuild_locked(stores, reread_certificate)
+        self.rebuild_locked(stores)
     }
 
-    fn rebuild_locked(&self, stores: &Stores, reread_certificate: bool) -> Result<(), TlsError> {
-        let built = if reread_certificate {
-            self.tls.load().reread(&self.config, stores)?
-        } else {
-            self.tls.load().with_stores(&self.config, stores)?
-        };
+    fn rebuild_locked(&self, stores: &Stores) -> Result<(), TlsError> {
+        let built = self.tls.load().with_stores(&self.config, stores)?;
         self.tls.store(Arc::new(built));
         self.revalidate();
+        Ok(())
+    }
+
+    /// Serves `certs` to new handshakes from now on; open connections keep theirs.
+    pub fn replace_certificates(
+        &self,
+        certs: Arc<crate::tls::ServerCerts>,
+    ) -> Result<(), TlsError> {
+        let _one_at_a_time = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let built = self.tls.load().with_certificates(&self.config, certs)?;
+        self.tls.store(Arc::new(built));
         Ok(())
     }
 
@@ -129,7 +142,7 @@ impl Listener {
         if self.tls.load().trust_store_version.as_deref() == Some(store.version.as_str()) {
             return;
         }
-        if let Err(e) = self.rebuild_locked(stores, false) {
+        if let Err(e) = self.rebuild_locked(stores) {
             tracing::error!(listener = %self.name(), "reload failed, keeping the current TLS settings: {e}");
         }
     }

@@ -1,9 +1,16 @@
-//! TLS for listeners: the server certificate and key, and one rustls `ServerConfig` per
-//! listener and reload for its mode (off, passthrough, verify).
+//! TLS for listeners: the server certificates and keys (`certs`, `keys`, `load`), and one
+//! rustls `ServerConfig` per listener and reload for its mode (off, passthrough, verify) and
+//! its ALB security policy.
 
+pub mod certs;
 pub mod hello_tap;
+mod keys;
+pub mod load;
 
-use std::path::{Path, PathBuf};
+pub use certs::{ServerCert, ServerCerts};
+pub use load::{load_certificates, log_loaded};
+
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
@@ -11,26 +18,27 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::config::{ChainLimits, ListenerConfig, Mode};
+use crate::config::{ChainLimits, ListenerConfig, Mode, SslPolicy};
 use crate::mtls::verifier::{CurrentPolicy, ListenerVerifier};
 use crate::mtls::{Failure, Policy, VerifyCode};
 use crate::truststore::Stores;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("listener {listener}: certificate_chain {path}: {reason}")]
+    /// `at` is the attribute and its source: `certificates[1].certificate_chain b.pem`.
+    #[error("listener {listener}: {at}: {reason}")]
     Chain {
         listener: String,
-        path: PathBuf,
+        at: String,
         reason: String,
     },
-    #[error("listener {listener}: private_key {path}: {reason}")]
+    #[error("listener {listener}: {at}: {reason}")]
     Key {
         listener: String,
-        path: PathBuf,
+        at: String,
         reason: String,
     },
     #[error("listener {listener}: trust store {store:?} is not loaded")]
@@ -39,7 +47,8 @@ pub enum TlsError {
     Config { listener: String, reason: String },
 }
 
-/// Reads a PEM chain (leaf first) and its key, and checks that they belong together.
+/// Reads a PEM chain (leaf first) and its unencrypted key from files, and checks that they
+/// belong together (certgate's own certificate for targets).
 pub fn load_certified_key(
     listener: &str,
     chain_path: &Path,
@@ -48,12 +57,12 @@ pub fn load_certified_key(
 ) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain_err = |reason: String| TlsError::Chain {
         listener: listener.to_string(),
-        path: chain_path.to_path_buf(),
+        at: format!("certificate_chain {}", chain_path.display()),
         reason,
     };
     let key_err = |reason: String| TlsError::Key {
         listener: listener.to_string(),
-        path: key_path.to_path_buf(),
+        at: format!("private_key {}", key_path.display()),
         reason,
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain_path)
@@ -87,7 +96,7 @@ pub fn load_certified_key(
 pub struct ListenerTls {
     pub mode: Mode,
     provider: Arc<CryptoProvider>,
-    cert: Arc<CertifiedKey>,
+    certs: Arc<ServerCerts>,
     policy: Option<Arc<Policy>>,
     /// The listener's policy in service, shared with every generation before and after this
     /// one (see [`ListenerVerifier`]); none in off mode.
@@ -100,52 +109,62 @@ pub struct ListenerTls {
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 impl ListenerTls {
-    /// Loads the server certificate and key from disk and builds the listener's TLS state.
-    pub fn build(l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
-        let provider = crate::crypto::crypto_provider();
-        let cert = load_certified_key(&l.name, &l.certificate_chain, &l.private_key, &provider)?;
-        Self::build_with(l, stores, provider, cert, None)
+    /// The listener's TLS state with `certs` (see [`load_certificates`]).
+    pub fn build(
+        l: &ListenerConfig,
+        stores: &Stores,
+        certs: Arc<ServerCerts>,
+    ) -> Result<Self, TlsError> {
+        let (policy, version) = policy(l, stores)?;
+        Self::build_with(l, (policy, version), certs, None)
     }
 
-    /// The next generation of this listener, its server certificate and key read from disk
-    /// again; it takes over the listener's policy once built.
-    pub fn reread(&self, l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
-        let provider = self.provider.clone();
-        let cert = load_certified_key(&l.name, &l.certificate_chain, &l.private_key, &provider)?;
-        Self::build_with(l, stores, provider, cert, self.current.clone())
+    /// The next generation of this listener with new server certificates and the client policy
+    /// already in service.
+    pub fn with_certificates(
+        &self,
+        l: &ListenerConfig,
+        certs: Arc<ServerCerts>,
+    ) -> Result<Self, TlsError> {
+        let policy = (self.policy.clone(), self.trust_store_version.clone());
+        Self::build_with(l, policy, certs, self.current.clone())
     }
 
     /// The same listener on the trust stores in `stores`, keeping the server certificate that is
     /// already loaded: a trust-store refresh must not depend on the key file being readable.
     pub fn with_stores(&self, l: &ListenerConfig, stores: &Stores) -> Result<Self, TlsError> {
-        let (provider, cert) = (self.provider.clone(), self.cert.clone());
-        Self::build_with(l, stores, provider, cert, self.current.clone())
+        let policy = policy(l, stores)?;
+        Self::build_with(l, policy, self.certs.clone(), self.current.clone())
+    }
+
+    /// The server certificates in service.
+    pub fn certificates(&self) -> &Arc<ServerCerts> {
+        &self.certs
     }
 
     /// Builds a generation; with the listener's `current` policy cell, the new policy goes in
     /// service in it once everything else has been built.
     fn build_with(
         l: &ListenerConfig,
-        stores: &Stores,
-        provider: Arc<CryptoProvider>,
-        cert: Arc<CertifiedKey>,
+        (policy, trust_store_version): (Option<Arc<Policy>>, Option<String>),
+        certs: Arc<ServerCerts>,
         current: Option<CurrentPolicy>,
     ) -> Result<Self, TlsError> {
         let mode = l.mutual_authentication.mode;
-        let (policy, trust_store_version) = policy(l, stores)?;
+        let provider = l.ssl_policy.provider();
         let current = policy.as_ref().map(|p| match current {
             Some(cell) => cell,
             None => Arc::new(arc_swap::ArcSwap::new(p.clone())),
         });
         let verifier = policy.as_ref().zip(current.as_ref());
-        let config = server_config(&l.name, &provider, &cert, verifier)?;
+        let config = server_config(l, &provider, &certs, verifier)?;
         if let Some((p, cell)) = verifier {
             cell.store(p.clone());
         }
         Ok(ListenerTls {
             mode,
             provider,
-            cert,
+            certs,
             policy,
             current,
             config,
@@ -231,12 +250,13 @@ fn policy(
     }
 }
 
-/// The listener's `ServerConfig`. With a client policy, session resumption is off, as on ALB:
-/// a resumed session would skip the client-certificate and revocation checks.
+/// The listener's `ServerConfig`: its policy's protocols, suites and groups, its certificates
+/// by SNI. With a client policy, session resumption is off, as on ALB: a resumed session
+/// would skip the client-certificate and revocation checks.
 fn server_config(
-    listener: &str,
+    l: &ListenerConfig,
     provider: &Arc<CryptoProvider>,
-    cert: &Arc<CertifiedKey>,
+    certs: &Arc<ServerCerts>,
     policy: Option<(&Arc<Policy>, &CurrentPolicy)>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let verifier: Arc<dyn ClientCertVerifier> = match policy {
@@ -247,16 +267,17 @@ fn server_config(
             crate::mtls::schemes::client_algorithms(&provider.signature_verification_algorithms),
         )),
     };
+    let ssl_policy: &SslPolicy = l.ssl_policy;
     let mut cfg = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(ssl_policy.versions())
         .map_err(|e| TlsError::Config {
-            listener: listener.to_string(),
-            reason: e.to_string(),
+            listener: l.name.clone(),
+            reason: format!("ssl_policy {}: {e}", ssl_policy.name),
         })?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(cert.clone())));
+        .with_cert_resolver(certs.clone());
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    // The server's order of cipher suites decides (see `crypto_provider`), as on ALB.
+    // The server's order of cipher suites decides (the policy's, ALB's), as on ALB.
     cfg.ignore_client_order = true;
     if policy.is_some() {
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
@@ -265,4 +286,58 @@ fn server_config(
         cfg.session_storage = ServerSessionMemoryCache::new(4096);
     }
     Ok(Arc::new(cfg))
+}
+
+/// What `certgate check` prints of a listener's TLS: its policy's protocols, suites and
+/// groups, each certificate with its names and notAfter, and warnings.
+pub fn summary(l: &ListenerConfig, certs: &ServerCerts) -> Vec<String> {
+    let p = l.ssl_policy;
+    let mut out = vec![
+        format!("ssl_policy {}: {}", p.name, p.protocol_names().join(", ")),
+        format!("  cipher suites: {}", p.suite_names().join(", ")),
+        format!("  key exchange: {}", p.group_names().join(", ")),
+    ];
+    if !p.omitted.is_empty() {
+        out.push(format!(
+            "  not offered (CBC, not in rustls): {}",
+            p.omitted.join(", ")
+        ));
+    }
+    for (i, c) in certs.iter().enumerate() {
+        out.push(format!(
+            "certificate{} {}: names [{}], notAfter {}{}",
+            if c.label.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", c.label)
+            },
+            c.subject,
+            c.dns_names.join(", "),
+            crate::x509::utc_string(c.not_after),
+            if i == 0 && certs.iter().count() > 1 {
+                " (default)"
+            } else {
+                ""
+            },
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for c in certs
+        .iter()
+        .filter(|c| c.not_after - now < load::EXPIRY_WARNING_SECS)
+    {
+        let state = if c.not_after < now {
+            "has expired (it is still served)"
+        } else {
+            "expires within 14 days"
+        };
+        out.push(format!("warning: server certificate {} {state}", c.subject));
+    }
+    out.extend(
+        certs
+            .warnings()
+            .into_iter()
+            .map(|w| format!("warning: {w}")),
+    );
+    out
 }

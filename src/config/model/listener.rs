@@ -2,13 +2,13 @@
 //! the header names sent to targets, timeouts and request limits.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderName;
 
 use super::routes::Routes;
 use crate::x509::IdentityField;
+use super::server_cert::{ServerCertificate, SslPolicy};
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ALB's default connection idle timeout.
@@ -24,8 +24,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
-    pub certificate_chain: PathBuf,
-    pub private_key: PathBuf,
+    /// The first is served when no SNI selects another (never empty).
+    pub certificates: Vec<ServerCertificate>,
     pub routes: Routes,
     pub mutual_authentication: MutualAuth,
     pub headers: HeaderNames,
@@ -34,6 +34,9 @@ pub struct ListenerConfig {
     pub timeouts: Timeouts,
     pub limits: RequestLimits,
     pub max_connections: usize,
+    pub ssl_policy: &'static SslPolicy,
+    /// How often the certificate sources are checked for a new version.
+    pub certificate_refresh_interval: Duration,
     /// Request headers whose names are not letters, digits and `-` are removed (ALB's
     /// `routing.http.drop_invalid_header_fields.enabled`).
     pub drop_invalid_header_fields: bool,

@@ -6,12 +6,14 @@
 mod jwt;
 mod listener;
 mod routes;
+mod server_cert;
 mod target_group;
 mod trust_store;
 
 pub use jwt::*;
 pub use listener::*;
 pub use routes::*;
+pub use server_cert::*;
 pub use target_group::*;
 pub use trust_store::*;
 

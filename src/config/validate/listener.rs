@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use http::HeaderName;
 
-use super::problems::{bounded, existing_file, secs, Problems};
+use super::certificates;
+use super::problems::{bounded, secs, Problems};
 use super::routes::{routes, CertRules};
 use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
 use crate::config::model::{
@@ -74,14 +75,7 @@ fn listener(
     };
     unique_name(&key, &name, cx, p);
     let bind = bind(&key, l.bind.as_deref(), cx, p);
-    let certificate_chain = required_file(
-        cx.base,
-        &key,
-        "certificate_chain",
-        l.certificate_chain.as_deref(),
-        p,
-    );
-    let private_key = required_file(cx.base, &key, "private_key", l.private_key.as_deref(), p);
+    let certificates = certificates::server_certificates(cx.base, &key, l, p);
     let mutual_authentication =
         mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
     let cert = CertRules {
@@ -109,8 +103,7 @@ fn listener(
     Some(ListenerConfig {
         name,
         bind: bind?,
-        certificate_chain: certificate_chain?,
-        private_key: private_key?,
+        certificates: certificates?,
         routes: routes?,
         mutual_authentication,
         headers,
@@ -125,6 +118,8 @@ fn listener(
             l.response_headers.as_ref(),
             p,
         ),
+        ssl_policy: certificates::ssl_policy(&key, l, p),
+        certificate_refresh_interval: certificates::refresh_interval(&key, l, p),
     })
 }
 
@@ -160,18 +155,6 @@ fn bind(
             None
         }
     }
-}
-
-fn required_file(
-    base: &Path,
-    key: &str,
-    attr: &str,
-    value: Option<&str>,
-    p: &mut Problems,
-) -> Option<PathBuf> {
-    let key = format!("{key}.{attr}");
-    let value = p.required(&key, value)?;
-    Some(existing_file(base, &key, value, p))
 }
 
 fn timeouts(key: &str, l: &ListenerFile, p: &mut Problems) -> Timeouts {

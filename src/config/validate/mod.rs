@@ -3,9 +3,10 @@
 //! section has a file, and `problems.rs` holds what they share.
 
 mod actions;
+mod admin;
+mod certificates;
 mod identity;
 mod jwt;
-mod admin;
 mod listener;
 mod problems;
 mod response_headers;

@@ -1,0 +1,136 @@
+//! Loading a listener's server certificates and keys from their sources (files or S3 objects,
+//! read as trust-store sources are), checking each key against its certificate, and saying
+//! when a certificate expires.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::sign::CertifiedKey;
+
+use super::certs::{leaf_info, ServerCert, ServerCerts};
+use super::keys::{decode_private_key, read_password};
+use super::TlsError;
+use crate::config::{ListenerConfig, ServerCertificate, Source};
+use crate::truststore::source::Sources;
+
+/// Certificate and key files larger than this are refused.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+/// A server certificate this close to its notAfter is warned about at every load.
+pub(super) const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 3600;
+
+/// Where an entry's attribute is, for messages: `private_key server.key`, or
+/// `certificates[1].private_key b.key`.
+fn at(c: &ServerCertificate, attr: &str, src: &Source) -> String {
+    if c.label.is_empty() {
+        format!("{attr} {src}")
+    } else {
+        format!("{}.{attr} {src}", c.label)
+    }
+}
+
+/// Every certificate of the listener, or the first that fails with why.
+pub async fn load_certificates(
+    l: &ListenerConfig,
+    sources: &Sources,
+) -> Result<ServerCerts, TlsError> {
+    let provider = crate::crypto::crypto_provider();
+    let mut certs = Vec::with_capacity(l.certificates.len());
+    for c in &l.certificates {
+        certs.push(load_one(&l.name, c, sources, &provider).await?);
+    }
+    ServerCerts::new(certs).ok_or_else(|| TlsError::Config {
+        listener: l.name.clone(),
+        reason: "no server certificate".to_string(),
+    })
+}
+
+async fn load_one(
+    listener: &str,
+    c: &ServerCertificate,
+    sources: &Sources,
+    provider: &CryptoProvider,
+) -> Result<ServerCert, TlsError> {
+    let chain_err = |reason: String| TlsError::Chain {
+        listener: listener.to_string(),
+        at: at(c, "certificate_chain", &c.certificate_chain),
+        reason,
+    };
+    let key_err = |reason: String| TlsError::Key {
+        listener: listener.to_string(),
+        at: at(c, "private_key", &c.private_key),
+        reason,
+    };
+    let chain_pem = sources
+        .fetch(&c.certificate_chain, MAX_PEM_BYTES)
+        .await
+        .map_err(chain_err)?;
+    let key_pem = sources
+        .fetch(&c.private_key, MAX_PEM_BYTES)
+        .await
+        .map_err(key_err)?;
+    let chain = parse_chain(&chain_pem.bytes).map_err(chain_err)?;
+    let info = leaf_info(chain[0].as_ref()).map_err(chain_err)?;
+    let password = match &c.password {
+        Some(from) => Some((from, read_password(from).map_err(key_err)?)),
+        None => None,
+    };
+    let key = decode_private_key(
+        &key_pem.bytes,
+        password.as_ref().map(|(from, pw)| (*from, pw.as_slice())),
+    )
+    .map_err(key_err)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| key_err(format!("unsupported private key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|e| {
+        key_err(format!(
+            "does not match the first certificate of {}: {e}",
+            c.certificate_chain
+        ))
+    })?;
+    Ok(ServerCert {
+        label: c.label.clone(),
+        key: Arc::new(certified),
+        dns_names: info.dns_names,
+        subject: info.subject,
+        not_after: info.not_after,
+        tags: [chain_pem.tag, key_pem.tag],
+    })
+}
+
+/// The PEM certificates of a chain file, leaf first.
+pub(super) fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not valid PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("contains no PEM certificate".to_string());
+    }
+    Ok(chain)
+}
+
+/// Logs each certificate's subject and notAfter, warning when it expires within 14 days
+/// (an expired certificate is still served: clients decide, as with any server).
+pub fn log_loaded(listener: &str, certs: &ServerCerts) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for c in certs.iter() {
+        let not_after = crate::x509::utc_string(c.not_after);
+        let certificate = if c.label.is_empty() {
+            "certificate_chain"
+        } else {
+            &c.label
+        };
+        let left = c.not_after - now;
+        if left < 0 {
+            tracing::warn!(listener, certificate, subject = %c.subject, %not_after, "server certificate has expired; it is still served");
+        } else if left < EXPIRY_WARNING_SECS {
+            tracing::warn!(listener, certificate, subject = %c.subject, %not_after, days_left = left / 86400, "server certificate expires soon");
+        } else {
+            tracing::info!(listener, certificate, subject = %c.subject, %not_after, names = ?c.dns_names, "server certificate loaded");
+        }
+    }
+}
