@@ -51,7 +51,10 @@ mod tests {
         assert_eq!(h[0], (CLIENT_CERT, HeaderValue::from_static(":AQID:")));
         assert_eq!(
             h[1],
-            (CLIENT_CERT_CHAIN, HeaderValue::from_static(":/w==:, :AAA=:"))
+            (
+                CLIENT_CERT_CHAIN,
+                HeaderValue::from_static(":/w==:, :AAA=:")
+            )
         );
         assert_eq!(headers(&chain[..1]).len(), 1);
         assert!(headers(&[]).is_empty());

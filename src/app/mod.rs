@@ -135,7 +135,18 @@ impl Server {
             let certs = crate::tls::load_certificates(l, &cert_sources).await?;
             crate::tls::log_loaded(&l.name, &certs);
             let certs = Arc::new(certs);
-            bound.push(bind(l, &stores, certs, access_log.clone(), &groups, &validators, &metrics).await?);
+            bound.push(
+                bind(
+                    l,
+                    &stores,
+                    certs,
+                    access_log.clone(),
+                    &groups,
+                    &validators,
+                    &metrics,
+                )
+                .await?,
+            );
         }
         let reloader = Arc::new(
             Reloader::new(config.trust_stores.clone(), sources, stores, states)
@@ -304,8 +315,7 @@ async fn bind(
     let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
     let local = socket.local_addr().map_err(bind_error)?;
     let requests = RequestMetrics::new(metrics, &l.name, groups.keys().map(String::as_str));
-    let mut proxy =
-        ProxySettings::new(l, local.port(), access_log, groups)?.with_metrics(requests);
+    let mut proxy = ProxySettings::new(l, local.port(), access_log, groups)?.with_metrics(requests);
     proxy.jwt = l
         .authenticate_jwt
         .as_ref()

@@ -174,10 +174,12 @@ impl ListenerTls {
 
     /// The leaf of every server certificate in service (their expiry is a metric).
     pub fn server_leaves(&self) -> Vec<&CertificateDer<'static>> {
-        self.cert.cert.first().into_iter().collect()
+        self.certs
+            .iter()
+            .filter_map(|c| c.key.cert.first())
+            .collect()
     }
 
-    /// The config every new connection of this listener handshakes with.
     /// The listener's trust store in service now, in verify mode.
     pub fn verify_store(&self) -> Option<Arc<crate::truststore::TrustStore>> {
         let current = self.current.as_ref()?.load();
@@ -187,6 +189,7 @@ impl ListenerTls {
         }
     }
 
+    /// The config every new connection of this listener handshakes with.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.config.clone()
     }

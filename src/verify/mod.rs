@@ -117,6 +117,7 @@ impl Judge {
             refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
             limits: ChainLimits::default(),
             revocation_lists_expired: config::ExpiredCrls::Use,
+            ocsp: config::OcspMode::Off,
         };
         let store = loader::load_one(&cfg, &Sources::new(Default::default())).await?;
         Ok(Judge {

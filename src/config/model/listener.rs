@@ -7,8 +7,8 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::routes::Routes;
-use crate::x509::IdentityField;
 use super::server_cert::{ServerCertificate, SslPolicy};
+use crate::x509::IdentityField;
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ALB's default connection idle timeout.
