@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use certgate::config::{self, ChainLimits, Source, TrustStoreConfig};
+use certgate::config::{self, ChainLimits, RuleAction, Source, TrustStoreConfig};
 use certgate::truststore::{loader, source::Sources};
 use certgate::{app, demo, pki, tls, truststore};
 
@@ -198,10 +198,17 @@ fn check(path: &std::path::Path) -> Result<()> {
     println!("{}: OK", path.display());
     for (l, certs) in cfg.listeners.iter().zip(&certs) {
         let m = &l.mutual_authentication;
-        let default = &l.routes.default_target_group;
-        let to = match cfg.target_groups.get(default) {
-            Some(g) if g.from_backend_shorthand => g.targets[0].url.clone(),
-            _ => format!("target group {default}"),
+        let default = &l.routes.default_action;
+        let shorthand = match default {
+            RuleAction::Forward { target_group } => cfg
+                .target_groups
+                .get(target_group)
+                .filter(|g| g.from_backend_shorthand),
+            _ => None,
+        };
+        let to = match shorthand {
+            Some(g) => g.targets[0].url.clone(),
+            None => default.describe(),
         };
         println!(
             "  listener {}: {} -> {}, mode {}{}",

@@ -29,7 +29,12 @@ fn target_group_example_checks() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/target-groups.toml");
     let cfg = certgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let l = &cfg.listeners[0];
-    assert_eq!(l.routes.default_target_group, "app");
+    assert_eq!(
+        l.routes.default_action,
+        certgate::config::RuleAction::Forward {
+            target_group: "app".into()
+        }
+    );
     assert_eq!(l.routes.rules.len(), 1);
     assert_eq!(cfg.target_groups["app"].targets.len(), 2);
     assert!(!cfg.target_groups["api"].health_check.enabled);

@@ -315,11 +315,9 @@ async fn bind(
     let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
     let local = socket.local_addr().map_err(bind_error)?;
     let requests = RequestMetrics::new(metrics, &l.name, groups.keys().map(String::as_str));
-    let mut proxy = ProxySettings::new(l, local.port(), access_log, groups)?.with_metrics(requests);
-    proxy.jwt = l
-        .authenticate_jwt
-        .as_ref()
-        .and_then(|name| validators.get(name).cloned());
+    let proxy = ProxySettings::new(l, local.port(), access_log, groups)?
+        .with_metrics(requests)
+        .with_validators(l, validators);
     let handshakes = ListenerMetrics::new(metrics, &l.name, tls.mode.as_str());
     let listener = Listener::new(l.clone(), local, tls, Arc::new(proxy)).with_metrics(handshakes);
     Ok((socket, Arc::new(listener)))
@@ -330,7 +328,7 @@ fn announce(listener: &Listener) {
         listener = %listener.name(),
         addr = %listener.local,
         mode = listener.tls.load().mode.as_str(),
-        default_target_group = %listener.proxy.router.default_route().group.name(),
+        default_action = %listener.config.routes.default_action.describe(),
         "listening"
     );
 }

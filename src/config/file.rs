@@ -63,8 +63,11 @@ pub struct ListenerFile {
     /// One-target shorthand for a target group.
     pub backend: Option<String>,
     pub default_target_group: Option<String>,
+    pub default_action: Option<DefaultActionFile>,
     #[serde(default)]
     pub rule: Vec<RuleFile>,
+    /// `HTTPS` (default) or `HTTP`: a plain listener, without TLS.
+    pub protocol: Option<String>,
     pub mutual_authentication: Option<MutualAuthFile>,
     pub headers: Option<HeadersFile>,
     pub client_identity: Option<ClientIdentityFile>,
@@ -226,7 +229,67 @@ pub struct RuleFile {
     pub client_identity: Option<Vec<String>>,
     pub client_issuer: Option<Vec<String>>,
     pub target_group: Option<String>,
+    pub forward: Option<Vec<WeightedGroupFile>>,
     pub fixed_response: Option<FixedResponseFile>,
+    pub redirect: Option<RedirectFile>,
+    /// A `[jwt_validation.NAME]` the request must pass before the action runs.
+    pub authenticate_jwt: Option<String>,
+}
+
+impl RuleFile {
+    pub fn action(&self) -> ActionFields<'_> {
+        ActionFields {
+            target_group: self.target_group.as_ref(),
+            forward: self.forward.as_deref(),
+            fixed_response: self.fixed_response.as_ref(),
+            redirect: self.redirect.as_ref(),
+        }
+    }
+}
+
+/// `[listener.default_action]`: what runs when no rule matches, one action as a rule has.
+#[derive(Debug, Deserialize)]
+pub struct DefaultActionFile {
+    pub target_group: Option<String>,
+    pub forward: Option<Vec<WeightedGroupFile>>,
+    pub fixed_response: Option<FixedResponseFile>,
+    pub redirect: Option<RedirectFile>,
+}
+
+impl DefaultActionFile {
+    pub fn action(&self) -> ActionFields<'_> {
+        ActionFields {
+            target_group: self.target_group.as_ref(),
+            forward: self.forward.as_deref(),
+            fixed_response: self.fixed_response.as_ref(),
+            redirect: self.redirect.as_ref(),
+        }
+    }
+}
+
+/// The action keys of a rule or a default action, as given.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionFields<'a> {
+    pub target_group: Option<&'a String>,
+    pub forward: Option<&'a [WeightedGroupFile]>,
+    pub fixed_response: Option<&'a FixedResponseFile>,
+    pub redirect: Option<&'a RedirectFile>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WeightedGroupFile {
+    pub target_group: Option<String>,
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RedirectFile {
+    pub protocol: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub status_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,9 @@ pub enum ProxyError {
     /// another host on the same connection is not forwarded (RFC 9110 §15.5.20).
     #[error("request for host {host:?} on a connection made for {sni:?}")]
     Misdirected { host: String, sni: String },
+    /// A redirect's `#{host}` needs the request's host, and the request named none.
+    #[error("cannot build the redirect: {why}")]
+    RedirectUnbuildable { why: String },
     #[error("client aborted the request body: {why}")]
     ClientBodyAborted { why: String },
     #[error("target group {group} has no targets")]
@@ -83,9 +86,10 @@ impl ProxyError {
             }
             E::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             E::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
-            E::HostRepeated { .. } | E::HostInvalid { .. } | E::ClientBodyAborted { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            E::HostRepeated { .. }
+            | E::HostInvalid { .. }
+            | E::ClientBodyAborted { .. }
+            | E::RedirectUnbuildable { .. } => StatusCode::BAD_REQUEST,
             E::NoTargets { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::TargetAddress { .. } | E::TargetConnect { .. } | E::TargetFailed { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -104,6 +108,7 @@ impl ProxyError {
             | E::HostInvalid { .. }
             | E::Misdirected { .. }
             | E::ClientBodyAborted { .. }
+            | E::RedirectUnbuildable { .. }
             | E::TokenRefused { .. } => Side::Client,
             E::TargetConnect { .. } | E::TargetFailed { .. } | E::TargetTimeout { .. } => {
                 Side::Target

@@ -291,7 +291,7 @@ fn cert_thumbprint(
     mode: crate::config::Mode,
     chain: &[rustls::pki_types::CertificateDer<'_>],
 ) -> Option<[u8; 32]> {
-    if mode != crate::config::Mode::Verify || listener.proxy.jwt.is_none() {
+    if mode != crate::config::Mode::Verify || !listener.proxy.checks_tokens() {
         return None;
     }
     let leaf = chain.first()?;

@@ -1,9 +1,10 @@
 //! The request path, in phases: checks (framing refusals, limits, Host/SNI) → route (rule
-//! match, on the request and the client certificate) → authorize → the rule's action (forward:
-//! target choice, retries; or a fixed response) → respond and log. Each phase returns
+//! match, on the request and the client certificate) → authorize (tokens) → the rule's action
+//! (forward: target choice, retries; or a fixed response or a redirect) → respond and log. Each phase returns
 //! `Result<_, ProxyError>`; the error decides the status, the reason and the side blamed.
 
 mod actions;
+mod authorize;
 mod checks;
 mod exchange;
 mod forward;
@@ -24,10 +25,10 @@ use crate::alb::ConnHeaders;
 use crate::config::{CertFacts, RequestFacts};
 use crate::config::{ListenerConfig, RequestLimits, Timeouts};
 use crate::http::{Body, ProxyError};
-use crate::jwt::{JwtError, Validator};
+use crate::jwt::Validator;
 use crate::metrics::RequestMetrics;
-use crate::observe::{self, LogSink};
-use crate::routing::{Action, Matched, RouteError, Router};
+use crate::observe::LogSink;
+use crate::routing::{Action, RouteError, Router};
 use crate::upstream::TargetGroup;
 use crate::x509::{Identity, LeafFacts};
 use exchange::Exchange;
@@ -47,6 +48,10 @@ pub struct ProxySettings {
     pub response_headers: crate::config::ResponseHeaders,
     /// The listener's `authenticate_jwt` validator, run on every request.
     pub jwt: Option<Arc<Validator>>,
+    /// Each rule's `authenticate_jwt` validator, by rule index.
+    pub rule_jwt: Vec<Option<Arc<Validator>>>,
+    /// `https` or `http`: the listener's protocol, as X-Forwarded-Proto and redirects name it.
+    pub scheme: &'static str,
     pub access_log: Option<LogSink>,
     /// Request counters per target group, resolved once.
     pub metrics: RequestMetrics,
@@ -68,10 +73,34 @@ impl ProxySettings {
             limits: l.limits,
             drop_invalid_header_fields: l.drop_invalid_header_fields,
             jwt: None,
+            rule_jwt: Vec::new(),
+            scheme: "https",
             response_headers: l.response_headers.clone(),
             access_log,
             metrics: RequestMetrics::detached(&l.name),
         })
+    }
+
+    /// The settings with the listener's and its rules' `authenticate_jwt` validators.
+    pub fn with_validators(
+        mut self,
+        l: &ListenerConfig,
+        validators: &std::collections::BTreeMap<String, Arc<Validator>>,
+    ) -> ProxySettings {
+        let find = |name: &Option<String>| name.as_ref().and_then(|n| validators.get(n).cloned());
+        self.jwt = find(&l.authenticate_jwt);
+        self.rule_jwt = l
+            .routes
+            .rules
+            .iter()
+            .map(|r| find(&r.authenticate_jwt))
+            .collect();
+        self
+    }
+
+    /// Whether any request of this listener may need a token checked.
+    pub fn checks_tokens(&self) -> bool {
+        self.jwt.is_some() || self.rule_jwt.iter().any(Option::is_some)
     }
 
     /// The settings, counting requests into `metrics`.
@@ -204,57 +233,10 @@ async fn phases(
         cert: ctx.cert.facts(),
     };
     let matched = ctx.settings.router.route(&request);
-    authorize(ctx, ex, &matched, &parts).await?;
+    authorize::authorize(ctx, ex, &matched, &parts).await?;
     match matched.action {
         Action::Forward(route) => forward::forward(ctx, ex, route, parts, body).await,
         Action::FixedResponse(fixed) => Ok(actions::fixed_response(fixed)),
-    }
-}
-
-/// The authorize phase: whether this client may have the matched rule's action. A rule's
-/// certificate conditions (`client_identity`, `client_issuer`) take part in matching, as ALB's
-/// conditions do: a client that fails them falls through to a later rule, typically a fixed
-/// 403 for the same path. What is demanded beyond the conditions — the listener's
-/// `authenticate_jwt` — is checked here, before the action runs.
-async fn authorize(
-    ctx: &ConnContext,
-    ex: &mut Exchange,
-    matched: &Matched<'_>,
-    parts: &http::request::Parts,
-) -> Result<(), ProxyError> {
-    ex.set_rule(matched.rule);
-    if let Some(validator) = &ctx.settings.jwt {
-        check_token(ctx, ex, validator, parts).await?;
-    }
-    Ok(())
-}
-
-/// Runs one validator on the request; the verdict goes to the access log either way.
-async fn check_token(
-    ctx: &ConnContext,
-    ex: &mut Exchange,
-    validator: &Validator,
-    parts: &http::request::Parts,
-) -> Result<(), ProxyError> {
-    match validator
-        .check(&parts.headers, ctx.cert_thumbprint.as_ref())
-        .await
-    {
-        Ok(verified) => {
-            ex.log.jwt_sub = verified.sub.as_deref().map(observe::access::clip);
-            ex.log.jwt_iss = verified.iss.as_deref().map(observe::access::clip);
-            Ok(())
-        }
-        Err(e) => Err(token_refused(&validator.cfg.name, &e)),
-    }
-}
-
-fn token_refused(validator: &str, e: &JwtError) -> ProxyError {
-    let challenge = http::HeaderValue::from_str(&e.challenge(validator))
-        .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer"));
-    ProxyError::TokenRefused {
-        status: e.status(),
-        challenge,
-        reason: format!("jwt_validation.{validator}: {e}"),
+        Action::Redirect(redirect) => actions::redirect(ctx, ex, redirect, &parts),
     }
 }

@@ -1,14 +1,18 @@
 //! Routing: a listener's rules, compiled once, matched in order (first match wins) on the
 //! request and the client's verified certificate, each leading to its action: a target group
-//! (with the listener's own connection pool for it) or a fixed response.
+//! (with the listener's own connection pool for it), a weighted choice among groups, a fixed
+//! response or a redirect.
+
+mod weighted;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{FixedResponse, RequestFacts, Routes, Rule, RuleAction};
+use crate::config::{FixedResponse, Redirect, RequestFacts, Routes, Rule, RuleAction};
 use crate::upstream::client::{self, TargetClient, UpstreamError};
 use crate::upstream::TargetGroup;
+use weighted::Weighted;
 
 /// Why a listener's routes cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,14 +35,16 @@ pub struct Route {
 pub struct Router {
     rules: Vec<(Rule, Compiled)>,
     routes: Vec<Route>,
-    default: usize,
+    default: Compiled,
 }
 
-/// A rule's action with its group resolved to an index into `Router::routes`.
+/// An action with its groups resolved to indexes into `Router::routes`.
 #[derive(Debug)]
 enum Compiled {
     Forward(usize),
+    Weighted(Weighted),
     Fixed(FixedResponse),
+    Redirect(Redirect),
 }
 
 /// What the request path does with a request: the action of the rule that matched, or the
@@ -47,6 +53,7 @@ enum Compiled {
 pub enum Action<'a> {
     Forward(&'a Route),
     FixedResponse(&'a FixedResponse),
+    Redirect(&'a Redirect),
 }
 
 /// The outcome of routing one request.
@@ -57,68 +64,104 @@ pub struct Matched<'a> {
     pub action: Action<'a>,
 }
 
+/// Builds the listener's routes, one per group its actions name, in first-use order.
+struct Resolver<'g> {
+    groups: &'g BTreeMap<String, Arc<TargetGroup>>,
+    connect_timeout: Duration,
+    routes: Vec<Route>,
+}
+
+impl Resolver<'_> {
+    fn index_of(&mut self, name: &str) -> Result<usize, RouteError> {
+        if let Some(i) = self.routes.iter().position(|r| r.group.name() == name) {
+            return Ok(i);
+        }
+        let group = self
+            .groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RouteError::UnknownGroup {
+                group: name.to_string(),
+            })?;
+        let client = client::client(&group.config, self.connect_timeout)?;
+        self.routes.push(Route { group, client });
+        Ok(self.routes.len() - 1)
+    }
+
+    fn compile(&mut self, action: &RuleAction) -> Result<Compiled, RouteError> {
+        Ok(match action {
+            RuleAction::Forward { target_group } => Compiled::Forward(self.index_of(target_group)?),
+            RuleAction::Weighted(groups) => {
+                let mut weights = Vec::with_capacity(groups.len());
+                for g in groups {
+                    weights.push((self.index_of(&g.target_group)?, g.weight));
+                }
+                Compiled::Weighted(Weighted::new(&weights))
+            }
+            RuleAction::FixedResponse(f) => Compiled::Fixed(f.clone()),
+            RuleAction::Redirect(r) => Compiled::Redirect(r.clone()),
+        })
+    }
+}
+
 impl Router {
     pub fn new(
         config: &Routes,
         groups: &BTreeMap<String, Arc<TargetGroup>>,
         connect_timeout: Duration,
     ) -> Result<Router, RouteError> {
-        let mut routes: Vec<Route> = Vec::new();
-        let mut index_of = |name: &str| -> Result<usize, RouteError> {
-            if let Some(i) = routes.iter().position(|r| r.group.name() == name) {
-                return Ok(i);
-            }
-            let group = groups
-                .get(name)
-                .cloned()
-                .ok_or_else(|| RouteError::UnknownGroup {
-                    group: name.to_string(),
-                })?;
-            let client = client::client(&group.config, connect_timeout)?;
-            routes.push(Route { group, client });
-            Ok(routes.len() - 1)
+        let mut resolver = Resolver {
+            groups,
+            connect_timeout,
+            routes: Vec::new(),
         };
-        let default = index_of(&config.default_target_group)?;
+        let default = resolver.compile(&config.default_action)?;
         let mut rules = Vec::new();
         for r in &config.rules {
-            let compiled = match &r.action {
-                RuleAction::Forward { target_group } => Compiled::Forward(index_of(target_group)?),
-                RuleAction::FixedResponse(f) => Compiled::Fixed(f.clone()),
-            };
-            rules.push((r.clone(), compiled));
+            rules.push((r.clone(), resolver.compile(&r.action)?));
         }
         Ok(Router {
             rules,
-            routes,
+            routes: resolver.routes,
             default,
         })
     }
 
-    /// What to do with a request: the action of the first rule that matches, else the default
-    /// group.
+    /// What to do with a request: the action of the first rule that matches, else the default.
     pub fn route(&self, request: &RequestFacts<'_>) -> Matched<'_> {
         let found = self
             .rules
             .iter()
             .enumerate()
             .find(|(_, (r, _))| r.matches(request));
-        let Some((i, (_, compiled))) = found else {
-            return Matched {
+        match found {
+            Some((i, (_, compiled))) => Matched {
+                rule: Some(i),
+                action: self.action(compiled),
+            },
+            None => Matched {
                 rule: None,
-                action: Action::Forward(self.default_route()),
-            };
-        };
-        let action = match compiled {
-            Compiled::Forward(g) => Action::Forward(&self.routes[*g]),
-            Compiled::Fixed(f) => Action::FixedResponse(f),
-        };
-        Matched {
-            rule: Some(i),
-            action,
+                action: self.action(&self.default),
+            },
         }
     }
 
-    pub fn default_route(&self) -> &Route {
-        &self.routes[self.default]
+    fn action<'a>(&'a self, compiled: &'a Compiled) -> Action<'a> {
+        match compiled {
+            Compiled::Forward(g) => Action::Forward(&self.routes[*g]),
+            Compiled::Weighted(w) => Action::Forward(&self.routes[w.pick()]),
+            Compiled::Fixed(f) => Action::FixedResponse(f),
+            Compiled::Redirect(r) => Action::Redirect(r),
+        }
+    }
+
+    /// The rules in order, as configured.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|(r, _)| r)
+    }
+
+    /// Every group this listener may send requests to.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 }

@@ -3,6 +3,7 @@
 //! `Config` and the top-level sections ([s3], [connection_log], [access_log]) are here; the
 //! listener, trust-store, target-group and route sections have a file each.
 
+mod actions;
 mod jwt;
 mod listener;
 mod routes;
@@ -10,6 +11,7 @@ mod server_cert;
 mod target_group;
 mod trust_store;
 
+pub use actions::*;
 pub use jwt::*;
 pub use listener::*;
 pub use routes::*;

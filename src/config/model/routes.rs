@@ -2,13 +2,16 @@
 //! conditions (host, path, client certificate) and one action, then its default group. First
 //! match wins.
 
+use super::RuleAction;
 use crate::wildcard::{strip_port, Pattern};
 
-/// Where a listener sends requests: its rules in order, then its default group.
+/// Where a listener sends requests: its rules in order, then its default action.
 #[derive(Debug, Clone)]
 pub struct Routes {
     pub rules: Vec<Rule>,
-    pub default_target_group: String,
+    /// What runs when no rule matches: `backend`, `default_target_group` or
+    /// `[listener.default_action]`.
+    pub default_action: RuleAction,
 }
 
 /// One `[[listener.rule]]`: its conditions and its action.
@@ -20,51 +23,10 @@ pub struct Rule {
     pub client_identity: Option<Vec<Pattern>>,
     /// Patterns on the RFC 2253 issuer DN of the client's verified leaf; one must match.
     pub client_issuer: Option<Vec<Pattern>>,
+    /// A `[jwt_validation.NAME]` the request must pass before the action runs.
+    pub authenticate_jwt: Option<String>,
     pub action: RuleAction,
 }
-
-/// What a rule does with the requests it matches: exactly one action (ALB's rule actions).
-/// An `authenticate_jwt` check, when a rule has one, runs before it, in the authorize phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleAction {
-    /// Send the request to this target group.
-    Forward { target_group: String },
-    /// Answer the request without a target.
-    FixedResponse(FixedResponse),
-}
-
-impl RuleAction {
-    /// The action in the words of `check`'s summary.
-    pub fn describe(&self) -> String {
-        match self {
-            RuleAction::Forward { target_group } => format!("target group {target_group}"),
-            RuleAction::FixedResponse(f) => {
-                format!("fixed response {} ({})", f.status_code, f.content_type)
-            }
-        }
-    }
-}
-
-/// ALB's fixed-response action: a status of 2XX, 4XX or 5XX, one of ALB's content types, and a
-/// body of at most 1024 bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FixedResponse {
-    pub status_code: u16,
-    pub content_type: &'static str,
-    pub message_body: String,
-}
-
-/// The content types ALB's fixed responses may have.
-pub const FIXED_RESPONSE_CONTENT_TYPES: [&str; 5] = [
-    "text/plain",
-    "text/css",
-    "text/html",
-    "application/javascript",
-    "application/json",
-];
-
-/// Longest fixed-response body ALB accepts, in bytes.
-pub const MAX_FIXED_RESPONSE_BODY: usize = 1024;
 
 /// What rule conditions look at in a request.
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +109,7 @@ mod tests {
             path: path.map(|p| Pattern::path(p).unwrap()),
             client_identity: None,
             client_issuer: None,
+            authenticate_jwt: None,
             action: RuleAction::Forward {
                 target_group: "g".into(),
             },

@@ -1,53 +1,156 @@
-//! Validation of a rule's action (SPEC §9, §14): exactly one of `target_group` (forward) and
-//! `fixed_response`, each checked as ALB's API checks it.
+//! Validation of an action (SPEC §9, §14), a rule's or a listener's default: exactly one of
+//! `target_group`, weighted `forward`, `fixed_response` and `redirect` (`redirect.rs`), each
+//! checked as ALB's API checks it; and a rule's `authenticate_jwt`.
 
 use std::collections::BTreeMap;
 
 use super::problems::Problems;
-use super::routes::unknown_group;
-use crate::config::file::{FixedResponseFile, RuleFile};
+use super::routes::{unknown_group, RuleScope};
+use crate::config::file::{ActionFields, FixedResponseFile, WeightedGroupFile};
 use crate::config::model::{
-    FixedResponse, RuleAction, TargetGroupConfig, FIXED_RESPONSE_CONTENT_TYPES,
-    MAX_FIXED_RESPONSE_BODY,
+    FixedResponse, Mode, RuleAction, TargetGroupConfig, WeightedGroup,
+    FIXED_RESPONSE_CONTENT_TYPES, MAX_FIXED_RESPONSE_BODY, MAX_FORWARD_GROUPS, MAX_FORWARD_WEIGHT,
 };
 
-/// The rule's one action; `None` when there is none, more than one, or it is wrong (reported).
+const ACTIONS: &str = "target_group, forward, fixed_response or redirect";
+
+/// The one action; `None` when there is none, more than one, or it is wrong (reported).
 pub(super) fn action(
-    rkey: &str,
-    r: &RuleFile,
+    key: &str,
+    a: ActionFields<'_>,
+    scope: RuleScope<'_>,
     groups: &BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Option<RuleAction> {
-    match (&r.target_group, &r.fixed_response) {
-        (Some(_), Some(_)) => {
+    let given = [
+        a.target_group.is_some(),
+        a.forward.is_some(),
+        a.fixed_response.is_some(),
+        a.redirect.is_some(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        0 => {
+            p.push(key, format!("needs an action: one of {ACTIONS}"));
+            return None;
+        }
+        1 => {}
+        _ => {
             p.push(
-                rkey,
-                "give exactly one action (target_group or fixed_response), not both",
+                key,
+                format!("give exactly one action ({ACTIONS}), not several"),
             );
-            None
-        }
-        (None, None) => {
-            p.push(
-                rkey,
-                "needs an action: target_group = \"NAME\" or fixed_response = { status_code = ... }",
-            );
-            None
-        }
-        (Some(group), None) => {
-            if !groups.contains_key(group) {
-                p.push(
-                    &format!("{rkey}.target_group"),
-                    unknown_group(group, groups),
-                );
-            }
-            Some(RuleAction::Forward {
-                target_group: group.clone(),
-            })
-        }
-        (None, Some(f)) => {
-            fixed_response(&format!("{rkey}.fixed_response"), f, p).map(RuleAction::FixedResponse)
+            return None;
         }
     }
+    if let Some(group) = a.target_group {
+        known_group(&format!("{key}.target_group"), group, groups, p);
+        return Some(RuleAction::Forward {
+            target_group: group.clone(),
+        });
+    }
+    if let Some(w) = a.forward {
+        return weighted(&format!("{key}.forward"), w, groups, p).map(RuleAction::Weighted);
+    }
+    if let Some(r) = a.redirect {
+        return super::redirect::redirect(&format!("{key}.redirect"), r, scope.https, p)
+            .map(RuleAction::Redirect);
+    }
+    let f = a.fixed_response?;
+    fixed_response(&format!("{key}.fixed_response"), f, p).map(RuleAction::FixedResponse)
+}
+
+fn known_group(
+    key: &str,
+    group: &str,
+    groups: &BTreeMap<String, TargetGroupConfig>,
+    p: &mut Problems,
+) {
+    if !groups.contains_key(group) {
+        p.push(key, unknown_group(group, groups));
+    }
+}
+
+/// ALB's weighted forward: 1 to 5 distinct groups, weights 0–999, at least one above 0.
+fn weighted(
+    key: &str,
+    given: &[WeightedGroupFile],
+    groups: &BTreeMap<String, TargetGroupConfig>,
+    p: &mut Problems,
+) -> Option<Vec<WeightedGroup>> {
+    if given.is_empty() || given.len() > MAX_FORWARD_GROUPS {
+        p.push(
+            key,
+            format!(
+                "lists {} target groups: give 1 to {MAX_FORWARD_GROUPS}",
+                given.len()
+            ),
+        );
+        return None;
+    }
+    let mut out: Vec<WeightedGroup> = Vec::with_capacity(given.len());
+    for (i, g) in given.iter().enumerate() {
+        let gkey = format!("{key}[{i}]");
+        let name = p.required(&format!("{gkey}.target_group"), g.target_group.as_ref());
+        if let Some(name) = name {
+            known_group(&format!("{gkey}.target_group"), name, groups, p);
+            if out.iter().any(|o| &o.target_group == name) {
+                p.push(
+                    &format!("{gkey}.target_group"),
+                    format!("{name:?} is listed twice"),
+                );
+            }
+        }
+        let weight = match g.weight {
+            None => Some(1),
+            Some(w) => u16::try_from(w)
+                .ok()
+                .filter(|w| *w <= MAX_FORWARD_WEIGHT)
+                .or_else(|| {
+                    p.push(
+                        &format!("{gkey}.weight"),
+                        format!("{w} is not a weight from 0 to {MAX_FORWARD_WEIGHT}"),
+                    );
+                    None
+                }),
+        };
+        if let (Some(name), Some(weight)) = (name, weight) {
+            out.push(WeightedGroup {
+                target_group: name.clone(),
+                weight,
+            });
+        }
+    }
+    if out.len() == given.len() && out.iter().all(|g| g.weight == 0) {
+        p.push(
+            key,
+            "every weight is 0: no target group would get a request",
+        );
+        return None;
+    }
+    (out.len() == given.len()).then_some(out)
+}
+
+/// A rule's `authenticate_jwt` must name a validator, and one that needs certificate-bound
+/// tokens only makes sense where certificates are verified.
+pub(super) fn authenticate_jwt(
+    key: &str,
+    name: Option<&String>,
+    scope: RuleScope<'_>,
+    p: &mut Problems,
+) -> Option<String> {
+    let name = name?;
+    let key = format!("{key}.authenticate_jwt");
+    match scope.jwt.get(name) {
+        None => p.push(&key, format!("no [jwt_validation.{name}] is declared")),
+        Some(v) if v.require_certificate_binding && scope.mode != Mode::Verify => p.push(
+            &key,
+            format!(
+                "[jwt_validation.{name}] requires certificate-bound tokens, which needs mode = \"verify\""
+            ),
+        ),
+        Some(_) => {}
+    }
+    Some(name.clone())
 }
 
 /// ALB's fixed response: a 2XX, 4XX or 5XX status, one of ALB's content types (default

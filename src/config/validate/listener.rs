@@ -10,13 +10,13 @@ use http::HeaderName;
 
 use super::certificates;
 use super::problems::{bounded, secs, Problems};
-use super::routes::{routes, CertRules};
+use super::routes::{routes, RuleScope};
 use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
 use crate::config::model::{
-    HeaderNames, ListenerConfig, Mode, MutualAuth, RequestLimits, TargetGroupConfig, Timeouts,
-    TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
+    HeaderNames, JwtValidatorConfig, ListenerConfig, Mode, MutualAuth, RequestLimits,
+    TargetGroupConfig, Timeouts, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
+    DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
 };
 
 /// What listeners are checked against: the file's directory, the trust stores, and the target
@@ -25,6 +25,7 @@ pub(super) struct Context<'a> {
     base: &'a Path,
     trust_stores: &'a BTreeMap<String, TrustStoreConfig>,
     target_groups: &'a mut BTreeMap<String, TargetGroupConfig>,
+    jwt: &'a BTreeMap<String, JwtValidatorConfig>,
     names: HashSet<String>,
     binds: HashSet<SocketAddr>,
 }
@@ -34,11 +35,13 @@ impl<'a> Context<'a> {
         base: &'a Path,
         trust_stores: &'a BTreeMap<String, TrustStoreConfig>,
         target_groups: &'a mut BTreeMap<String, TargetGroupConfig>,
+        jwt: &'a BTreeMap<String, JwtValidatorConfig>,
     ) -> Self {
         Context {
             base,
             trust_stores,
             target_groups,
+            jwt,
             names: HashSet::new(),
             binds: HashSet::new(),
         }
@@ -78,11 +81,13 @@ fn listener(
     let certificates = certificates::server_certificates(cx.base, &key, l, p);
     let mutual_authentication =
         mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
-    let cert = CertRules {
+    let scope = RuleScope {
         mode: mutual_authentication.mode,
         identity: l.client_identity.is_some(),
+        https: true,
+        jwt: cx.jwt,
     };
-    let routes = routes(&key, &name, l, cert, cx.target_groups, p);
+    let routes = routes(&key, &name, l, scope, cx.target_groups, p);
     let headers = headers(&key, l.headers.as_ref(), p);
     let client_identity = super::identity::client_identity(
         &key,
@@ -112,7 +117,12 @@ fn listener(
         limits,
         max_connections,
         drop_invalid_header_fields: l.drop_invalid_header_fields,
-        authenticate_jwt: l.authenticate_jwt.clone(),
+        authenticate_jwt: super::actions::authenticate_jwt(
+            &key,
+            l.authenticate_jwt.as_ref(),
+            scope,
+            p,
+        ),
         response_headers: super::response_headers::response_headers(
             &key,
             l.response_headers.as_ref(),

@@ -9,6 +9,7 @@ mod identity;
 mod jwt;
 mod listener;
 mod problems;
+mod redirect;
 mod response_headers;
 mod routes;
 mod target_group;
@@ -17,10 +18,7 @@ mod trust_store;
 use std::path::Path;
 
 use super::file::{AccessLogFile, ConnectionLogFile, FileConfig, LogFormatFile, S3File};
-use super::model::{
-    Config, ConnectionLogConfig, JwtValidatorConfig, ListenerConfig, LogDestination, LogFormat,
-    Mode, S3Settings,
-};
+use super::model::{Config, ConnectionLogConfig, LogDestination, LogFormat, S3Settings};
 use problems::{resolve, Problems};
 
 /// Turns the file model into the runtime model, or returns every problem found.
@@ -30,12 +28,9 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     let trust_stores = trust_store::trust_stores(&cfg.trust_store, base, &mut p);
     let s3 = s3(cfg.s3.as_ref(), &mut p);
     let mut target_groups = target_group::target_groups(&cfg.target_group, base, &mut p);
-    let mut cx = listener::Context::new(base, &trust_stores, &mut target_groups);
-    let listeners = listener::listeners(&cfg.listener, &mut cx, &mut p);
     let jwt_validators = jwt::validators(&cfg.jwt_validation, base, &mut p);
-    for (i, l) in listeners.iter().enumerate() {
-        listener_jwt(i, l, &jwt_validators, &mut p);
-    }
+    let mut cx = listener::Context::new(base, &trust_stores, &mut target_groups, &jwt_validators);
+    let listeners = listener::listeners(&cfg.listener, &mut cx, &mut p);
     let connection_log = connection_log(cfg.connection_log, base);
     let access_log = access_log(cfg.access_log, base);
     let admin = admin::admin(cfg.admin.as_ref(), &listeners, &mut p);
@@ -49,32 +44,6 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
         jwt_validators,
         admin,
     })
-}
-
-/// A listener's `authenticate_jwt` must name a validator, and one that needs certificate-bound
-/// tokens only makes sense where certificates are verified.
-fn listener_jwt(
-    i: usize,
-    l: &ListenerConfig,
-    validators: &std::collections::BTreeMap<String, JwtValidatorConfig>,
-    p: &mut Problems,
-) {
-    let Some(name) = &l.authenticate_jwt else {
-        return;
-    };
-    let key = format!("listener[{i}] ({}).authenticate_jwt", l.name);
-    match validators.get(name) {
-        None => p.push(&key, format!("no [jwt_validation.{name}] is declared")),
-        Some(v) if v.require_certificate_binding && l.mutual_authentication.mode != Mode::Verify => {
-            p.push(
-                &key,
-                format!(
-                    "[jwt_validation.{name}] requires certificate-bound tokens, which needs mode = \"verify\""
-                ),
-            )
-        }
-        Some(_) => {}
-    }
 }
 
 fn s3(f: Option<&S3File>, p: &mut Problems) -> S3Settings {

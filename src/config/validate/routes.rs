@@ -4,20 +4,25 @@
 
 use std::collections::BTreeMap;
 
-use super::actions::action;
+use super::actions::{action, authenticate_jwt};
 use super::problems::Problems;
 use crate::config::file::{ListenerFile, RuleFile};
 use crate::config::model::{
-    Algorithm, HealthCheckConfig, Mode, Routes, Rule, TargetGroupConfig, TargetTls, TargetUrl,
+    Algorithm, HealthCheckConfig, JwtValidatorConfig, Mode, Routes, Rule, RuleAction,
+    TargetGroupConfig, TargetTls, TargetUrl,
 };
 use crate::wildcard::Pattern;
 
-/// What a listener's certificate conditions may refer to.
+/// What a listener's rules may refer to.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct CertRules {
+pub(super) struct RuleScope<'a> {
     pub mode: Mode,
     /// The listener has a `[listener.client_identity]`.
     pub identity: bool,
+    /// The listener serves TLS (`protocol = "HTTPS"`): a redirect may not go to HTTP.
+    pub https: bool,
+    /// `[jwt_validation.NAME]`s, for `authenticate_jwt`.
+    pub jwt: &'a BTreeMap<String, JwtValidatorConfig>,
 }
 
 /// A listener's routes. `backend = "URL"` becomes a one-target group named `LISTENER/backend`
@@ -26,58 +31,76 @@ pub(super) fn routes(
     key: &str,
     listener: &str,
     l: &ListenerFile,
-    cert: CertRules,
+    scope: RuleScope<'_>,
     groups: &mut BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Option<Routes> {
-    let default = default_group(key, listener, l, groups, p);
-    let rules = rules(key, &l.rule, cert, groups, p);
+    let default = default_action(key, listener, l, scope, groups, p);
+    let rules = rules(key, &l.rule, scope, groups, p);
     Some(Routes {
         rules,
-        default_target_group: default?,
+        default_action: default?,
     })
 }
 
-/// The group that takes the requests no rule matches.
-fn default_group(
+/// What runs when no rule matches: exactly one of `backend`, `default_target_group` and
+/// `[listener.default_action]`.
+fn default_action(
     key: &str,
     listener: &str,
     l: &ListenerFile,
+    scope: RuleScope<'_>,
     groups: &mut BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
-) -> Option<String> {
-    match (&l.backend, &l.default_target_group) {
-        (Some(_), Some(_)) => {
-            p.push(
-                &format!("{key}.backend"),
-                "give either backend or default_target_group, not both",
-            );
-            None
-        }
-        (None, None) => {
-            p.push(
-                &format!("{key}.default_target_group"),
-                "is required (or the one-target shorthand backend = \"http://host:port\")",
-            );
-            None
-        }
-        (Some(url), None) => match TargetUrl::parse(url) {
-            Ok(u) => Some(backend_group(listener, u, groups)),
+) -> Option<RuleAction> {
+    let given = [
+        l.backend.is_some(),
+        l.default_target_group.is_some(),
+        l.default_action.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        p.push(
+            key,
+            "give one of backend, default_target_group and [listener.default_action], not several",
+        );
+        return None;
+    }
+    if let Some(url) = &l.backend {
+        return match TargetUrl::parse(url) {
+            Ok(u) => Some(RuleAction::Forward {
+                target_group: backend_group(listener, u, groups),
+            }),
             Err(why) => {
                 p.push(&format!("{key}.backend"), why);
                 None
             }
-        },
-        (None, Some(g)) => {
-            if !groups.contains_key(g) {
-                p.push(
-                    &format!("{key}.default_target_group"),
-                    unknown_group(g, groups),
-                );
-            }
-            Some(g.clone())
-        }
+        };
     }
+    if let Some(g) = &l.default_target_group {
+        if !groups.contains_key(g) {
+            p.push(
+                &format!("{key}.default_target_group"),
+                unknown_group(g, groups),
+            );
+        }
+        return Some(RuleAction::Forward {
+            target_group: g.clone(),
+        });
+    }
+    let Some(d) = &l.default_action else {
+        p.push(
+            &format!("{key}.default_target_group"),
+            "is required (or the one-target shorthand backend = \"http://host:port\", or a [listener.default_action])",
+        );
+        return None;
+    };
+    action(
+        &format!("{key}.default_action"),
+        d.action(),
+        scope,
+        groups,
+        p,
+    )
 }
 
 /// Adds the one-target group of `backend = "URL"` to `groups`, and returns its name.
@@ -109,14 +132,14 @@ fn backend_group(
 fn rules(
     key: &str,
     files: &[RuleFile],
-    cert: CertRules,
+    scope: RuleScope<'_>,
     groups: &BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Vec<Rule> {
     let mut rules: Vec<(usize, Rule)> = Vec::new();
     for (i, r) in files.iter().enumerate() {
         let rkey = format!("{key}.rule[{i}]");
-        let Some(rule) = rule(&rkey, r, cert, groups, p) else {
+        let Some(rule) = rule(&rkey, r, scope, groups, p) else {
             continue;
         };
         if let Some((j, _)) = rules.iter().find(|(_, earlier)| earlier.shadows(&rule)) {
@@ -136,7 +159,7 @@ fn rules(
 fn rule(
     rkey: &str,
     r: &RuleFile,
-    cert: CertRules,
+    scope: RuleScope<'_>,
     groups: &BTreeMap<String, TargetGroupConfig>,
     p: &mut Problems,
 ) -> Option<Rule> {
@@ -159,11 +182,12 @@ fn rule(
     {
         p.push(
             rkey,
-            "a rule needs a host or a path condition, or one on the client certificate (client_identity, client_issuer); the default group takes the rest",
+            "a rule needs a host or a path condition, or one on the client certificate (client_identity, client_issuer); the default action takes the rest",
         );
     }
-    cert_conditions_allowed(rkey, r, cert, p);
-    let action = action(rkey, r, groups, p);
+    cert_conditions_allowed(rkey, r, scope, p);
+    let action = action(rkey, r.action(), scope, groups, p);
+    let authenticate_jwt = authenticate_jwt(rkey, r.authenticate_jwt.as_ref(), scope, p);
     let broken = |given: bool, compiled: bool| given && !compiled;
     if broken(r.host.is_some(), host.is_some())
         || broken(r.path.is_some(), path.is_some())
@@ -177,6 +201,7 @@ fn rule(
         path,
         client_identity,
         client_issuer,
+        authenticate_jwt,
         action: action?,
     })
 }
@@ -209,22 +234,22 @@ fn patterns(
 
 /// Certificate conditions need verified certificates (verify mode), and `client_identity` an
 /// identity to match (`[listener.client_identity]`).
-fn cert_conditions_allowed(rkey: &str, r: &RuleFile, cert: CertRules, p: &mut Problems) {
+fn cert_conditions_allowed(rkey: &str, r: &RuleFile, scope: RuleScope<'_>, p: &mut Problems) {
     for (attr, given) in [
         ("client_identity", r.client_identity.is_some()),
         ("client_issuer", r.client_issuer.is_some()),
     ] {
-        if given && cert.mode != Mode::Verify {
+        if given && scope.mode != Mode::Verify {
             p.push(
                 &format!("{rkey}.{attr}"),
                 format!(
                     "a certificate condition needs mutual_authentication.mode = \"verify\" (mode is {:?}: certificates are not verified, so the condition could never be trusted)",
-                    cert.mode.as_str()
+                    scope.mode.as_str()
                 ),
             );
         }
     }
-    if r.client_identity.is_some() && cert.mode == Mode::Verify && !cert.identity {
+    if r.client_identity.is_some() && scope.mode == Mode::Verify && !scope.identity {
         p.push(
             &format!("{rkey}.client_identity"),
             "needs a [listener.client_identity] section saying where the identity comes from",
