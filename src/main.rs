@@ -188,7 +188,7 @@ fn check(path: &std::path::Path) -> Result<()> {
         certs.push(loaded);
     }
     let validators = runtime()?
-        .block_on(certgate::app::load_validators(&cfg))
+        .block_on(certgate::app::load_validators(&cfg, &Default::default()))
         .with_context(at)?;
     for g in cfg.target_groups.values() {
         if g.targets.iter().any(|t| t.https) {

@@ -634,3 +634,59 @@ fn check_refuses_wrong_rules_by_key_path() {
             .collect::<Vec<_>>(),
     );
 }
+
+/// A structured-field byte sequence (`:base64:`) decoded back to its bytes.
+fn sf_bytes(item: &str) -> Vec<u8> {
+    use base64::Engine;
+    let inner = item
+        .trim()
+        .strip_prefix(':')
+        .and_then(|s| s.strip_suffix(':'))
+        .unwrap_or_else(|| panic!("{item:?} is not a byte sequence"));
+    base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .unwrap_or_else(|e| panic!("{item:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc9440_headers_carry_the_der_and_are_stripped_from_clients() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let headers = "\n[listener.headers]\nclient_cert_rfc9440 = true\n";
+    let proxy = start(&pki, &backend, &format!("{OPTIONAL}\n{headers}"), "").await;
+    let dir = proxy.dir.path();
+    let forged = [
+        "-H",
+        "Client-Cert: :AAAA:",
+        "-H",
+        "Client-Cert-Chain: :AAAA:",
+    ];
+
+    let good = curl(dir, &url(&proxy, "/"), Some("good"), &forged).await;
+    assert_eq!(good.status, 200, "{}", good.body);
+    let seen = backend.last();
+    assert_eq!(seen.all("client-cert").len(), 1, "the forged one is gone");
+    assert_eq!(sf_bytes(seen.one("client-cert")), pki.good.der);
+    let chain: Vec<Vec<u8>> = seen
+        .one("client-cert-chain")
+        .split(',')
+        .map(sf_bytes)
+        .collect();
+    assert_eq!(
+        chain,
+        vec![pki.inter.der.clone()],
+        "intermediates, leaf excluded"
+    );
+
+    let anonymous = curl(dir, &url(&proxy, "/"), None, &forged).await;
+    assert_eq!(anonymous.status, 200);
+    let seen = backend.last();
+    assert!(!seen.has("client-cert") && !seen.has("client-cert-chain"));
+
+    // A listener that does not send them still strips them: a backend may trust them.
+    let plain = start(&pki, &backend, OPTIONAL, "").await;
+    let got = curl(plain.dir.path(), &url(&plain, "/"), Some("good"), &forged).await;
+    assert_eq!(got.status, 200);
+    let seen = backend.last();
+    assert!(!seen.has("client-cert") && !seen.has("client-cert-chain"));
+}

@@ -454,6 +454,81 @@ async fn certificate_bound_tokens_need_the_certificate_they_are_bound_to() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rule_can_demand_a_token_that_the_rest_of_the_listener_does_not() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let es = SigningKey::new("es-1", Algorithm::ES384);
+    let jwks = JwksServer::start(&[&es]).await;
+    let section = format!(
+        r#"{}
+[[listener.rule]]
+path = "/api"
+authenticate_jwt = "corp"
+target_group = "api"
+
+[target_group.api]
+targets = ["http://{}"]
+[target_group.api.health_check]
+enabled = false
+
+[admin]
+bind = "127.0.0.1:0"
+"#,
+        validator_section(&jwks.url(), "require_certificate_binding = true"),
+        backend.addr
+    );
+    let verify = "mode = \"verify\"\ntrust_store = \"corp\"";
+    let proxy = Proxy::start(&pki, backend.addr, verify, &section).await;
+    let cfg = || client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+
+    let (status, challenge) = call(&proxy, cfg(), None).await;
+    assert_eq!((status, challenge.as_str()), (401, "Bearer realm=\"corp\""));
+    // Bound to the client's certificate: the thumbprint is taken for a rule's check too.
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pki.good.der);
+    let thumb = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref());
+    let token = es.sign(&claims(json!({"cnf": {"x5t#S256": thumb}})));
+    assert_eq!(call(&proxy, cfg(), Some(&bearer(&token))).await.0, 200);
+    assert_eq!(backend.last().one("authorization"), bearer(&token));
+
+    let open = get(proxy.addr, cfg(), "/elsewhere").await.unwrap();
+    assert_eq!(open, 200, "the default action asks for no token");
+    let access = proxy.access_records(3);
+    assert_eq!(access[0]["elb_status_code"], 401, "{}", access[0]);
+    assert_eq!(access[1]["jwt_sub"], "client-42", "{}", access[1]);
+    assert!(access[2]["jwt_sub"].is_null(), "{}", access[2]);
+
+    let admin = proxy.server.admin_addr().unwrap();
+    let metrics = raw_tcp(
+        admin,
+        "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    for (result, n) in [
+        ("success", 1),
+        ("missing", 1),
+        ("invalid", 0),
+        ("forbidden", 0),
+    ] {
+        let series =
+            format!("certgate_jwt_validations_total{{validator=\"corp\",result=\"{result}\"}} {n}");
+        assert!(metrics.contains(&series), "{series} not in\n{metrics}");
+    }
+}
+
+/// Sends `request` over plain TCP and reads until the peer closes.
+async fn raw_tcp(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_jwks_stops_the_start_naming_the_url() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();

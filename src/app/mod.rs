@@ -122,7 +122,7 @@ impl Server {
         let metrics = Metrics::default();
         let sources = Sources::new(config.s3.clone());
         let (stores, states) = loader::load_all(&config, &sources).await?;
-        let validators = load_validators(&config).await?;
+        let validators = load_validators(&config, &metrics).await?;
         let conn_log = open_log(&config.connection_log.destination, "connection log")?;
         let access_log = match &config.access_log {
             Some(d) => Some(open_log(d, "access log")?),
@@ -347,11 +347,12 @@ fn rebuild_all(listeners: &[Arc<Listener>], stores: &Stores) -> Vec<String> {
 }
 
 /// Fetches every validator's JWKS; one that cannot be fetched stops the start, naming it.
-pub async fn load_validators(config: &Config) -> Result<Validators, StartError> {
+pub async fn load_validators(config: &Config, metrics: &Metrics) -> Result<Validators, StartError> {
     let sources = Arc::new(Sources::new(config.s3.clone()));
     let mut out = BTreeMap::new();
     for (name, cfg) in &config.jwt_validators {
-        let v = Validator::load(cfg.clone(), sources.clone()).await?;
+        let counters = crate::metrics::JwtMetrics::new(metrics, name);
+        let v = Validator::load(cfg.clone(), sources.clone(), counters).await?;
         tracing::info!(validator = %name, kids = ?v.key_ids(), "JWKS loaded");
         out.insert(name.clone(), v);
     }

@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use crate::config::JwtValidatorConfig;
+use crate::metrics::{JwtMetrics, JwtResult};
 use crate::truststore::source::Sources;
 pub use keys::KeySet;
 
@@ -91,6 +92,8 @@ pub struct Validator {
     kid_refetch: tokio::sync::Mutex<Option<Instant>>,
     /// Whether the last refresh failed, so that a failing issuer is logged once, not per try.
     failing: AtomicBool,
+    /// `certgate_jwt_validations_total` of this validator.
+    metrics: JwtMetrics,
 }
 
 impl std::fmt::Debug for Validator {
@@ -107,6 +110,7 @@ impl Validator {
     pub async fn load(
         cfg: JwtValidatorConfig,
         stored: Arc<Sources>,
+        metrics: JwtMetrics,
     ) -> Result<Arc<Validator>, JwtError> {
         let fetcher = fetch::Fetcher::new(&cfg, stored).map_err(|why| load_error(&cfg, &why))?;
         let keys = fetch_keys(&cfg, &fetcher).await?;
@@ -120,6 +124,7 @@ impl Validator {
             wake: Arc::new(tokio::sync::Notify::new()),
             kid_refetch: tokio::sync::Mutex::new(None),
             failing: AtomicBool::new(false),
+            metrics,
         }))
     }
 
@@ -173,6 +178,21 @@ impl Validator {
     /// Judges the request's token. `thumbprint` is the SHA-256 of the verified client
     /// certificate, if the connection has one.
     pub async fn check(
+        &self,
+        headers: &http::HeaderMap,
+        thumbprint: Option<&[u8; 32]>,
+    ) -> Result<Verified, JwtError> {
+        let verdict = self.judge(headers, thumbprint).await;
+        self.metrics.record(match &verdict {
+            Ok(_) => JwtResult::Success,
+            Err(JwtError::Missing) => JwtResult::Missing,
+            Err(JwtError::ClaimRefused(_)) => JwtResult::Forbidden,
+            Err(_) => JwtResult::Invalid,
+        });
+        verdict
+    }
+
+    async fn judge(
         &self,
         headers: &http::HeaderMap,
         thumbprint: Option<&[u8; 32]>,

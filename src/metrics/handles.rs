@@ -1,5 +1,5 @@
 //! The handles the data path keeps: each resolves its label children once, when its listener,
-//! target group or trust store is built, and from then on only adds to atomics. No family (and
+//! target group, trust store or JWT validator is built, and from then on only adds to atomics. No family (and
 //! so no lock or hash) is touched per handshake or per request.
 
 use std::sync::{Arc, OnceLock};
@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 
 use super::histogram::{AtomicHistogram, HANDSHAKE_BUCKETS, REQUEST_BUCKETS};
 use super::TLS_VERIFY_STATUSES;
-use super::{HandshakeLabels, ListenerLabel, Metrics, ReloadLabels, RequestLabels};
+use super::{HandshakeLabels, JwtLabels, ListenerLabel, Metrics, ReloadLabels, RequestLabels};
 
 /// One listener's handshake metrics.
 #[derive(Debug, Clone)]
@@ -190,5 +190,57 @@ impl StoreReloads {
         } else {
             self.failure.inc();
         }
+    }
+}
+
+/// One JWT validator's verdict counters (`certgate_jwt_validations_total`): `success`,
+/// `missing` (no token), `invalid` (401) and `forbidden` (403, claims refused).
+#[derive(Debug, Clone, Default)]
+pub struct JwtMetrics {
+    counters: [Counter; 4],
+}
+
+/// What a token check can end with, as the `result` label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtResult {
+    Success,
+    Missing,
+    Invalid,
+    Forbidden,
+}
+
+impl JwtResult {
+    const ALL: [JwtResult; 4] = [
+        JwtResult::Success,
+        JwtResult::Missing,
+        JwtResult::Invalid,
+        JwtResult::Forbidden,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            JwtResult::Success => "success",
+            JwtResult::Missing => "missing",
+            JwtResult::Invalid => "invalid",
+            JwtResult::Forbidden => "forbidden",
+        }
+    }
+}
+
+impl JwtMetrics {
+    pub fn new(m: &Metrics, validator: &str) -> JwtMetrics {
+        let of = |r: JwtResult| {
+            m.jwt_validations.get_or_create_owned(&JwtLabels {
+                validator: validator.to_string(),
+                result: r.label().to_string(),
+            })
+        };
+        JwtMetrics {
+            counters: JwtResult::ALL.map(of),
+        }
+    }
+
+    pub fn record(&self, result: JwtResult) {
+        self.counters[result as usize].inc();
     }
 }

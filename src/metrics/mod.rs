@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-pub use handles::{ListenerMetrics, RequestMetrics, StoreReloads};
+pub use handles::{JwtMetrics, JwtResult, ListenerMetrics, RequestMetrics, StoreReloads};
 use histogram::{AtomicHistogram, HANDSHAKE_BUCKETS, REQUEST_BUCKETS};
 pub use state::{Snapshot, StateView};
 
