@@ -213,7 +213,7 @@ fn bench_headers(c: &mut Criterion) {
     let per_request = |h: &mut HeaderMap| {
         headers::strip_hop_by_hop(h);
         headers::strip_owned(h, &strip);
-        headers::set_forwarded(h, &client_ip, &port);
+        headers::set_forwarded(h, &client_ip, "https", &port);
         for (name, value) in &conn_headers {
             h.insert(name.clone(), value.clone());
         }

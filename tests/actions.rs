@@ -240,3 +240,94 @@ fn check_refuses_wrong_actions_by_key_path() {
         assert!(err.contains(&want), "{rule}\nwant: {want}\ngot: {err}");
     }
 }
+
+const PLAIN: &str = r##"
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:0"
+protocol = "HTTP"
+[listener.default_action]
+redirect = { protocol = "HTTPS", port = "8443", status_code = "HTTP_301" }
+
+[[listener.rule]]
+path = "/through/*"
+target_group = "direct"
+
+[target_group.direct]
+targets = ["http://BACKEND"]
+[target_group.direct.health_check]
+enabled = false
+"##;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_http_listener_redirects_to_https_and_forwards_without_mtls_headers() {
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let extra = PLAIN.replace("BACKEND", &backend.addr.to_string());
+    let proxy = start(&pki, &backend, &extra, |t| t).await;
+    let plain = proxy.server.local_addr("plain").unwrap();
+
+    let out = Command::new("curl")
+        .args(["-q", "-sS", "-i", "--noproxy", "*", "--max-time", "10"])
+        .arg(format!("http://localhost:{}/cart?id=7", plain.port()))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status_of(&text), Some(301), "{text}");
+    assert!(text.contains("https://localhost:8443/cart?id=7"), "{text}");
+
+    let out = Command::new("curl")
+        .args([
+            "-q",
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=forged"])
+        .arg(format!("http://localhost:{}/through/x", plain.port()))
+        .output()
+        .expect("run curl");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"));
+    let seen = backend.last();
+    assert_eq!(seen.one("x-forwarded-proto"), "http");
+    assert_eq!(seen.one("x-forwarded-port"), plain.port().to_string());
+    assert!(
+        !seen.has("x-amzn-mtls-clientcert-subject"),
+        "owned headers stripped"
+    );
+    let access = proxy.access_records(2);
+    assert_eq!(access[0]["elb_status_code"], 301, "{}", access[0]);
+    assert_eq!(access[1]["listener"], "plain", "{}", access[1]);
+}
+
+#[test]
+fn check_refuses_tls_settings_on_a_plain_listener() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = PLAIN.replace("BACKEND", "127.0.0.1:9").replace(
+        "protocol = \"HTTP\"",
+        "protocol = \"HTTP\"\ncertificate_chain = \"server.pem\"\nssl_policy = \"ELBSecurityPolicy-TLS13-1-2-2021-06\"\n[listener.mutual_authentication]\nmode = \"verify\"\ntrust_store = \"corp\"",
+    );
+    let path = write_config(
+        dir.path(),
+        &pki,
+        "127.0.0.1:9".parse().unwrap(),
+        OFF,
+        &extra,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for attr in ["certificate_chain", "ssl_policy", "mutual_authentication"] {
+        let want = format!("listener[1] (plain).{attr}: is a TLS setting");
+        assert!(err.contains(&want), "want {want}\n{err}");
+    }
+}

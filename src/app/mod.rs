@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness, Serving};
-use crate::config::{Config, ListenerConfig, LogDestination, LogFormat};
+use crate::config::{Config, ListenerConfig, ListenerProtocol, LogDestination, LogFormat};
 use crate::jwt::Validator;
 use crate::listener::{accept_loop, AcceptContext, ConnLog, Listener};
 use crate::metrics::{Exporter, ListenerMetrics, Metrics, RequestMetrics};
@@ -172,11 +172,13 @@ impl Server {
                 listener.clone(),
                 accept.clone(),
             )));
-            tasks.push(tokio::spawn(crate::listener::certs::refresh_loop(
-                listener.clone(),
-                cert_sources.clone(),
-                stop_rx.clone(),
-            )));
+            if listener.config.protocol == ListenerProtocol::Https {
+                tasks.push(tokio::spawn(crate::listener::certs::refresh_loop(
+                    listener.clone(),
+                    cert_sources.clone(),
+                    stop_rx.clone(),
+                )));
+            }
             listeners.push(listener);
         }
         tasks.extend(reloader.spawn_refresh(&stop_rx));

@@ -10,7 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::connection::{accepted, connection, record_failure, ConnLog};
-use super::Listener;
+use super::{plain, Listener};
+use crate::config::ListenerProtocol;
 use crate::mtls::{Failure, VerifyCode};
 use crate::truststore::Stores;
 
@@ -76,6 +77,20 @@ fn start(
         return;
     };
     let _ = stream.set_nodelay(true);
+    if listener.config.protocol == ListenerProtocol::Http {
+        let task = plain::connection(
+            stream,
+            peer,
+            listener.clone(),
+            graceful.watcher(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            task.await;
+            drop(slot);
+        });
+        return;
+    }
     let task = connection(
         stream,
         peer,

@@ -9,6 +9,7 @@ pub mod handshake;
 pub mod io;
 mod online;
 pub mod open_conns;
+mod plain;
 mod relay;
 pub mod serve;
 

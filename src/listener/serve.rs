@@ -59,14 +59,26 @@ pub async fn serve(
     }
 }
 
-/// HTTP/1.1 through the framing guard; idle means no bytes either way (and hyper's header read
-/// timeout bounds a request head).
-async fn serve_h1(
-    stream: Box<ClientStream>,
+/// Serves a plain HTTP listener's connection: HTTP/1.1 only, as for TLS clients.
+pub async fn serve_plain(
+    stream: tokio::net::TcpStream,
     settings: ServeSettings<'_>,
     signals: Signals,
     context: impl FnOnce(Option<Arc<FramingVerdict>>) -> ConnContext,
 ) {
+    serve_h1(stream, settings, signals, context).await;
+}
+
+/// HTTP/1.1 through the framing guard; idle means no bytes either way (and hyper's header read
+/// timeout bounds a request head).
+async fn serve_h1<S>(
+    stream: S,
+    settings: ServeSettings<'_>,
+    signals: Signals,
+    context: impl FnOnce(Option<Arc<FramingVerdict>>) -> ConnContext,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (io, activity) = IdleIo::new(stream);
     let (io, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
     let ctx = Arc::new(context(Some(verdict)));

@@ -170,7 +170,8 @@ fn rewrite(ctx: &ConnContext, ex: &Exchange, parts: &mut Parts) {
     {
         parts.headers.insert(http::header::HOST, h);
     }
-    headers::set_forwarded(&mut parts.headers, &ctx.client_ip, &settings.port_value);
+    let (ip, scheme) = (&ctx.client_ip, settings.scheme);
+    headers::set_forwarded(&mut parts.headers, ip, scheme, &settings.port_value);
     for (name, value) in &ctx.headers {
         parts.headers.insert(name.clone(), value.clone());
     }

@@ -136,7 +136,12 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 }
 
 /// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto and X-Forwarded-Port.
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, port: &HeaderValue) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    scheme: &'static str,
+    port: &HeaderValue,
+) {
     let prior: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -156,7 +161,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, port: &He
             headers.insert(X_FORWARDED_FOR, v);
         }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     headers.insert(X_FORWARDED_PORT, port.clone());
 }
 
@@ -249,6 +254,7 @@ mod tests {
         set_forwarded(
             &mut h,
             &HeaderValue::from_static("127.0.0.1"),
+            "https",
             &HeaderValue::from_static("8443"),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");

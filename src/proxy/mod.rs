@@ -74,7 +74,7 @@ impl ProxySettings {
             drop_invalid_header_fields: l.drop_invalid_header_fields,
             jwt: None,
             rule_jwt: Vec::new(),
-            scheme: "https",
+            scheme: l.protocol.scheme(),
             response_headers: l.response_headers.clone(),
             access_log,
             metrics: RequestMetrics::detached(&l.name),

@@ -63,6 +63,11 @@ impl ServerCerts {
         (!certs.is_empty()).then_some(ServerCerts { certs })
     }
 
+    /// The empty set of a plain HTTP listener, which never handshakes.
+    pub fn none() -> ServerCerts {
+        ServerCerts { certs: Vec::new() }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &ServerCert> {
         self.certs.iter()
     }
@@ -96,18 +101,14 @@ impl ServerCerts {
         &self,
         sni: Option<&str>,
         schemes: &[rustls::SignatureScheme],
-    ) -> Arc<CertifiedKey> {
+    ) -> Option<Arc<CertifiedKey>> {
         let candidates = self.candidates(sni);
         let usable = candidates
             .iter()
             .find(|c| c.key.key.choose_scheme(schemes).is_some());
         // With none usable, the first candidate lets the handshake fail with rustls's own
         // alert instead of an opaque "no certificate".
-        usable
-            .or(candidates.first())
-            .unwrap_or(&&self.certs[0])
-            .key
-            .clone()
+        usable.or(candidates.first()).map(|c| c.key.clone())
     }
 
     /// Certificates no SNI can select: one without any DNS name (unless it is the default),
@@ -158,7 +159,7 @@ fn wildcard_matches(pattern: &str, name: &str) -> bool {
 
 impl ResolvesServerCert for ServerCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.choose(hello.server_name(), hello.signature_schemes()))
+        self.choose(hello.server_name(), hello.signature_schemes())
     }
 }
 

@@ -12,7 +12,7 @@ use rustls::sign::CertifiedKey;
 use super::certs::{leaf_info, ServerCert, ServerCerts};
 use super::keys::{decode_private_key, read_password};
 use super::TlsError;
-use crate::config::{ListenerConfig, ServerCertificate, Source};
+use crate::config::{ListenerConfig, ListenerProtocol, ServerCertificate, Source};
 use crate::truststore::source::Sources;
 
 /// Certificate and key files larger than this are refused.
@@ -30,11 +30,15 @@ fn at(c: &ServerCertificate, attr: &str, src: &Source) -> String {
     }
 }
 
-/// Every certificate of the listener, or the first that fails with why.
+/// Every certificate of the listener, or the first that fails with why; none for a plain
+/// HTTP listener.
 pub async fn load_certificates(
     l: &ListenerConfig,
     sources: &Sources,
 ) -> Result<ServerCerts, TlsError> {
+    if l.protocol == ListenerProtocol::Http {
+        return Ok(ServerCerts::none());
+    }
     let provider = crate::crypto::crypto_provider();
     let mut certs = Vec::with_capacity(l.certificates.len());
     for c in &l.certificates {

@@ -294,6 +294,9 @@ fn server_config(
 /// What `certgate check` prints of a listener's TLS: its policy's protocols, suites and
 /// groups, each certificate with its names and notAfter, and warnings.
 pub fn summary(l: &ListenerConfig, certs: &ServerCerts) -> Vec<String> {
+    if l.protocol == crate::config::ListenerProtocol::Http {
+        return vec!["protocol HTTP: plain HTTP/1.1, no TLS".to_string()];
+    }
     let p = l.ssl_policy;
     let mut out = vec![
         format!("ssl_policy {}: {}", p.name, p.protocol_names().join(", ")),

@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
-    /// The first is served when no SNI selects another (never empty).
+    pub protocol: ListenerProtocol,
+    /// The first is served when no SNI selects another; empty only on a plain HTTP listener.
     pub certificates: Vec<ServerCertificate>,
     pub routes: Routes,
     pub mutual_authentication: MutualAuth,
@@ -43,6 +44,26 @@ pub struct ListenerConfig {
     /// A `[jwt_validation.NAME]` every request must pass (SPEC §10).
     pub authenticate_jwt: Option<String>,
     pub response_headers: ResponseHeaders,
+}
+
+/// What a listener speaks to its clients (`protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerProtocol {
+    /// TLS, with the listener's certificates and mutual-TLS mode.
+    #[default]
+    Https,
+    /// Plain HTTP/1.1, typically to redirect to HTTPS.
+    Http,
+}
+
+impl ListenerProtocol {
+    /// `https` or `http`, as X-Forwarded-Proto and `#{protocol}` name it.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerProtocol::Https => "https",
+            ListenerProtocol::Http => "http",
+        }
+    }
 }
 
 /// `[listener.response_headers]`: headers set on every response (replacing the target's), and

@@ -13,8 +13,8 @@ use super::problems::{bounded, secs, Problems};
 use super::routes::{routes, RuleScope};
 use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
 use crate::config::model::{
-    HeaderNames, JwtValidatorConfig, ListenerConfig, Mode, MutualAuth, RequestLimits,
-    TargetGroupConfig, Timeouts, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
+    HeaderNames, JwtValidatorConfig, ListenerConfig, ListenerProtocol, Mode, MutualAuth,
+    RequestLimits, TargetGroupConfig, Timeouts, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
     DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
 };
@@ -78,13 +78,20 @@ fn listener(
     };
     unique_name(&key, &name, cx, p);
     let bind = bind(&key, l.bind.as_deref(), cx, p);
-    let certificates = certificates::server_certificates(cx.base, &key, l, p);
+    let protocol = super::plain::protocol(&key, l, p);
+    let https = protocol == ListenerProtocol::Https;
+    let certificates = if https {
+        certificates::server_certificates(cx.base, &key, l, p)
+    } else {
+        super::plain::refuse_tls_keys(&key, l, p);
+        Some(Vec::new())
+    };
     let mutual_authentication =
         mutual_auth(&key, l.mutual_authentication.as_ref(), cx.trust_stores, p);
     let scope = RuleScope {
         mode: mutual_authentication.mode,
         identity: l.client_identity.is_some(),
-        https: true,
+        https,
         jwt: cx.jwt,
     };
     let routes = routes(&key, &name, l, scope, cx.target_groups, p);
@@ -108,6 +115,7 @@ fn listener(
     Some(ListenerConfig {
         name,
         bind: bind?,
+        protocol,
         certificates: certificates?,
         routes: routes?,
         mutual_authentication,

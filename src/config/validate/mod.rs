@@ -8,6 +8,7 @@ mod certificates;
 mod identity;
 mod jwt;
 mod listener;
+mod plain;
 mod problems;
 mod redirect;
 mod response_headers;
