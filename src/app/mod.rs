@@ -134,6 +134,7 @@ impl Server {
         for l in &config.listeners {
             let certs = crate::tls::load_certificates(l, &cert_sources).await?;
             crate::tls::log_loaded(&l.name, &certs);
+            crate::listener::staple::staple_now(&certs).await;
             let certs = Arc::new(certs);
             bound.push(
                 bind(
@@ -175,6 +176,10 @@ impl Server {
             tasks.push(tokio::spawn(crate::listener::certs::refresh_loop(
                 listener.clone(),
                 cert_sources.clone(),
+                stop_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::listener::staple::staple_loop(
+                listener.clone(),
                 stop_rx.clone(),
             )));
             listeners.push(listener);

@@ -11,6 +11,7 @@ mod online;
 pub mod open_conns;
 mod relay;
 pub mod serve;
+pub mod staple;
 
 pub use accept::{accept_loop, AcceptContext};
 pub use connection::ConnLog;
@@ -48,6 +49,8 @@ pub struct Listener {
     rebuilding: Mutex<()>,
     /// What the certificate refresh last saw of the certificate sources.
     certificate_watch: tokio::sync::Mutex<certs::CertWatch>,
+    /// Told when new server certificates go in service (their OCSP staples follow them).
+    certificates_changed: tokio::sync::Notify,
 }
 
 impl Listener {
@@ -67,6 +70,7 @@ impl Listener {
             metrics: ListenerMetrics::detached(),
             rebuilding: Mutex::new(()),
             certificate_watch: tokio::sync::Mutex::default(),
+            certificates_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -123,6 +127,7 @@ impl Listener {
             .unwrap_or_else(PoisonError::into_inner);
         let built = self.tls.load().with_certificates(&self.config, certs)?;
         self.tls.store(Arc::new(built));
+        self.certificates_changed.notify_one();
         Ok(())
     }
 
