@@ -370,7 +370,7 @@ fn judge(args: &VerifyArgs) -> Result<certgate::verify::Verdict> {
         ))?,
         _ => bail!("give -c CONFIG --listener NAME or --ca-bundle FILE [--crl FILE]..."),
     };
-    Ok(judge.verdict(&chain, at))
+    Ok(rt.block_on(judge.verdict(&chain, at)))
 }
 
 async fn run_demo(bind: SocketAddr) -> Result<()> {

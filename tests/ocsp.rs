@@ -176,3 +176,79 @@ fn an_unknown_ocsp_mode_is_refused_with_its_key_path() {
         "{err}"
     );
 }
+
+/// `certgate verify --json` as the proxy's listener `web` would judge `cert`: (exit code, JSON).
+fn verify(proxy: &Proxy, cert: &Path) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["verify", "--json", "--listener", "web", "--config"])
+        .arg(proxy.dir.path().join("certgate.toml"))
+        .arg("--cert")
+        .arg(cert)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), json)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_asks_the_ocsp_responder_as_the_listener_does() {
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (good, _) = ca.issue("good", "/CN=good", "0x4001", "client.ext");
+    let (revoked, _) = ca.issue("revoked", "/CN=revoked", "0x4002", "client.ext");
+    ca.revoke(&revoked);
+    let backend = Backend::start().await;
+    let hard = proxy(&pki, &ca, &backend, "hard_fail").await;
+    let soft = proxy(&pki, &ca, &backend, "soft_fail").await;
+    let off = proxy(&pki, &ca, &backend, "off").await;
+    let url = format!("http://127.0.0.1:{}", ca.ocsp_port);
+
+    let responder = ca.responder(("ocsp.pem", "ocsp.key"));
+    let (code, v) = verify(&hard, &good);
+    assert_eq!(
+        (code, v["tls_verify_status"].as_str()),
+        (0, Some("Success")),
+        "{v}"
+    );
+    let detail = v["tls_verify_detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("OCSP responder {url} says good")),
+        "{detail}"
+    );
+    let (code, v) = verify(&hard, &revoked);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["tls_verify_status"], "Failed:ClientCertCrlHit", "{v}");
+    let detail = v["tls_verify_detail"].as_str().unwrap();
+    assert!(
+        detail.contains("revoked according to OCSP responder") && detail.contains(&url),
+        "{detail}"
+    );
+    // With ocsp off the responder is not asked: the revoked client passes (no CRL here).
+    let (code, v) = verify(&off, &revoked);
+    assert_eq!(code, 0, "{v}");
+
+    drop(responder);
+    let (code, v) = verify(&hard, &good);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        v["tls_verify_status"], "Failed:ClientCertCrlProcessingError",
+        "{v}"
+    );
+    assert!(
+        v["tls_verify_detail"]
+            .as_str()
+            .unwrap()
+            .contains("hard_fail"),
+        "{v}"
+    );
+    let (code, v) = verify(&soft, &good);
+    assert_eq!(code, 0, "{v}");
+    let detail = v["tls_verify_detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&url) && detail.contains("admitted (ocsp = \"soft_fail\")"),
+        "{detail}"
+    );
+}
