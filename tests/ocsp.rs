@@ -8,6 +8,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 
 use support::ocsp::Ca;
 use support::*;
@@ -250,5 +253,70 @@ async fn verify_asks_the_ocsp_responder_as_the_listener_does() {
     assert!(
         detail.contains(&url) && detail.contains("admitted (ocsp = \"soft_fail\")"),
         "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_answer_closes_the_other_open_connections_of_that_client() {
+    use tokio::io::AsyncWriteExt;
+    let log = warnings();
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (leaf, leaf_key) = ca.issue("later", "/CN=later", "0x5001", "client.ext");
+    let (other, other_key) = ca.issue("bystander", "/CN=bystander", "0x5002", "client.ext");
+    let backend = Backend::start().await;
+    let soft = proxy(&pki, &ca, &backend, "soft_fail").await;
+
+    // The responder is down: soft_fail admits both clients on keep-alive connections, and an
+    // unanswered question is not cached.
+    let mut first = connect(soft.addr, client(&pki, &leaf, &leaf_key))
+        .await
+        .unwrap();
+    let mut bystander = connect(soft.addr, client(&pki, &other, &other_key))
+        .await
+        .unwrap();
+    for tls in [&mut first, &mut bystander] {
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(h1_read(tls).await.unwrap().0, 200);
+    }
+    // Now it answers, and says the first client is revoked.
+    ca.revoke(&leaf);
+    let _responder = ca.responder(("ocsp.pem", "ocsp.key"));
+    assert!(get(soft.addr, client(&pki, &leaf, &leaf_key), "/")
+        .await
+        .is_err());
+    let recs = soft.conn_records(3);
+    assert_eq!(
+        recs[2]["tls_verify_status"], "Failed:ClientCertCrlHit",
+        "{}",
+        recs[2]
+    );
+    let first_trace = recs
+        .iter()
+        .find(|r| r["leaf_client_cert_subject"] == "CN=later")
+        .and_then(|r| r["conn_trace_id"].as_str())
+        .unwrap()
+        .to_string();
+
+    // Its connection that was already open is closed; the other client's is not.
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "still open: {r:?}");
+    bystander
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(h1_read(&mut bystander).await.unwrap().0, 200);
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&first_trace))
+        .unwrap_or_else(|| panic!("no close logged for {first_trace}: {text}"));
+    assert!(
+        line.contains("closing connection") && line.contains("OCSP"),
+        "{line}"
     );
 }
