@@ -184,7 +184,7 @@ fn check(path: &std::path::Path) -> Result<()> {
     for l in &cfg.listeners {
         let loaded = rt.block_on(tls::load_certificates(l, &sources));
         let loaded = std::sync::Arc::new(loaded.with_context(at)?);
-        rt.block_on(certgate::listener::staple::staple_now(&loaded));
+        rt.block_on(certgate::listener::staple::first_staples(&loaded));
         tls::ListenerTls::build(l, &stores, loaded.clone()).with_context(at)?;
         certs.push(loaded);
     }

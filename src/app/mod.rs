@@ -134,7 +134,7 @@ impl Server {
         for l in &config.listeners {
             let certs = crate::tls::load_certificates(l, &cert_sources).await?;
             crate::tls::log_loaded(&l.name, &certs);
-            crate::listener::staple::staple_now(&certs).await;
+            crate::listener::staple::first_staples(&certs).await;
             let certs = Arc::new(certs);
             bound.push(
                 bind(

@@ -65,8 +65,8 @@ impl Listener {
         if same_content(self.tls.load().certificates(), &certs) {
             return Ok(false);
         }
-        // New certificates are stapled before they serve (at most one query timeout each).
-        super::staple::staple_now(&certs).await;
+        // New certificates are stapled before they serve (waiting a few seconds at most).
+        super::staple::first_staples(&certs).await;
         let certs = Arc::new(certs);
         self.replace_certificates(certs.clone())
             .map_err(|e| e.to_string())?;

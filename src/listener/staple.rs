@@ -11,9 +11,19 @@ use super::Listener;
 use crate::ocsp::staple::refresh_due;
 use crate::tls::ServerCerts;
 
+/// How long new certificates may wait for their first staples before they serve anyway (the
+/// refresh loop fetches what is left).
+const FIRST_STAPLES_BUDGET: Duration = Duration::from_secs(3);
+
 /// Fetches the staples of `certs` that are due now (all of them, for new certificates).
 pub async fn staple_now(certs: &ServerCerts) -> Option<i64> {
     refresh_due(certs.staplers(), &crate::ocsp::checker()).await
+}
+
+/// [`staple_now`] for certificates about to go in service, within [`FIRST_STAPLES_BUDGET`]:
+/// a responder that does not answer delays start-up or a reload by that much at most.
+pub async fn first_staples(certs: &ServerCerts) {
+    let _ = tokio::time::timeout(FIRST_STAPLES_BUDGET, staple_now(certs)).await;
 }
 
 /// Refreshes the staples of the listener's certificates in service as they fall due, until
