@@ -263,6 +263,7 @@ async fn stapling_without_the_issuer_in_the_chain_is_refused_naming_the_certific
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_good_staple_outlives_the_responder_until_shortly_before_its_next_update() {
     use certgate::ocsp::staple::Stapler;
+    let log = warnings();
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path());
     let (chain, key) = server_cert(&ca, "kept", "0x3701", "server.ext");
@@ -273,7 +274,13 @@ async fn the_last_good_staple_outlives_the_responder_until_shortly_before_its_ne
         &certgate::crypto::crypto_provider(),
     )
     .unwrap();
-    let stapler = Stapler::new("test".into(), &certified.cert, certified.clone(), None).unwrap();
+    let stapler = Stapler::new(
+        "stapler kept".into(),
+        &certified.cert,
+        certified.clone(),
+        None,
+    )
+    .unwrap();
     let checker = certgate::ocsp::Checker::new();
     let responder = ca.responder(Ca::delegated());
     stapler.refresh(&checker).await;
@@ -301,6 +308,19 @@ async fn the_last_good_staple_outlives_the_responder_until_shortly_before_its_ne
     );
     // The retry comes soon, not at half validity.
     assert!(stapler.due() <= now + 2, "{}", stapler.due());
+    // Failing again for the same reason is not logged again.
+    stapler.refresh(&checker).await;
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let logged: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("stapler kept: no OCSP staple from"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{text}");
+    assert!(
+        logged[0].contains("the last good staple is served until"),
+        "{}",
+        logged[0]
+    );
     // Dropped before its nextUpdate (5 minutes after thisUpdate), not at it.
     assert!(stapler.current(now + 240).is_some());
     assert!(stapler.current(now + 290).is_none());
