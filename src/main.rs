@@ -184,6 +184,7 @@ fn check(path: &std::path::Path) -> Result<()> {
     for l in &cfg.listeners {
         let loaded = rt.block_on(tls::load_certificates(l, &sources));
         let loaded = std::sync::Arc::new(loaded.with_context(at)?);
+        rt.block_on(certgate::listener::staple::first_staples(&loaded));
         tls::ListenerTls::build(l, &stores, loaded.clone()).with_context(at)?;
         certs.push(loaded);
     }
@@ -376,7 +377,7 @@ fn judge(args: &VerifyArgs) -> Result<certgate::verify::Verdict> {
         ))?,
         _ => bail!("give -c CONFIG --listener NAME or --ca-bundle FILE [--crl FILE]..."),
     };
-    Ok(judge.verdict(&chain, at))
+    Ok(rt.block_on(judge.verdict(&chain, at)))
 }
 
 async fn run_demo(bind: SocketAddr) -> Result<()> {

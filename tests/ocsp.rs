@@ -7,194 +7,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+
+use support::ocsp::Ca;
 use support::*;
-
-/// A CA made by openssl, with its `openssl ca` database and an OCSP signing certificate.
-struct Ca {
-    dir: PathBuf,
-    ocsp_port: u16,
-}
-
-impl Ca {
-    fn new(dir: &Path) -> Ca {
-        let ocsp_port = free_port();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=OCSP Test Root",
-            ],
-        );
-        std::fs::write(
-            dir.join("ca.cnf"),
-            "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ndefault_md=sha256\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("index.txt"), "").unwrap();
-        std::fs::write(
-            dir.join("client.ext"),
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n\
-                 authorityInfoAccess=OCSP;URI:http://127.0.0.1:{ocsp_port}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("ocsp.ext"),
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=OCSPSigning\n",
-        )
-        .unwrap();
-        let ca = Ca {
-            dir: dir.to_path_buf(),
-            ocsp_port,
-        };
-        ca.issue("ocsp", "/CN=OCSP Responder", "0x0F", "ocsp.ext");
-        ca
-    }
-
-    /// A certificate signed by the CA, recorded in its database as valid.
-    fn issue(&self, name: &str, subj: &str, serial: &str, ext: &str) -> (PathBuf, PathBuf) {
-        let (k, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &k,
-                "-out",
-                &csr,
-                "-subj",
-                subj,
-            ],
-        );
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "10",
-                "-extfile",
-                ext,
-                "-out",
-                &pem,
-            ],
-        );
-        // Recorded as valid (V), so the responder answers `good` for it.
-        let serial_hex = openssl(&self.dir, &["x509", "-in", &pem, "-noout", "-serial"]);
-        let serial_hex = serial_hex.trim().trim_start_matches("serial=").to_string();
-        let line = format!("V\t301231000000Z\t\t{serial_hex}\tunknown\t{subj}\n");
-        let mut index = std::fs::read_to_string(self.dir.join("index.txt")).unwrap();
-        index.push_str(&line);
-        std::fs::write(self.dir.join("index.txt"), index).unwrap();
-        (self.dir.join(pem), self.dir.join(k))
-    }
-
-    /// Marks a certificate revoked in the database (before the responder starts).
-    fn revoke(&self, pem: &Path) {
-        openssl(
-            &self.dir,
-            &[
-                "ca",
-                "-config",
-                "ca.cnf",
-                "-keyfile",
-                "ca.key",
-                "-cert",
-                "ca.pem",
-                "-revoke",
-                pem.to_str().unwrap(),
-            ],
-        );
-    }
-
-    /// `openssl ocsp` answering for this CA, signed by the delegated responder certificate,
-    /// with answers valid 5 minutes.
-    fn responder(&self, signer: (&str, &str)) -> Responder {
-        let mut child = Command::new("openssl")
-            .args(["ocsp", "-index", "index.txt", "-port"])
-            .arg(self.ocsp_port.to_string())
-            .args([
-                "-rsigner",
-                signer.0,
-                "-rkey",
-                signer.1,
-                "-CA",
-                "ca.pem",
-                "-nmin",
-                "5",
-                "-ignore_err",
-            ])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the openssl command is needed (scripts/test installs it)");
-        // The responder serves one connection at a time and a bare connect wedges it, so
-        // readiness is its own announcement on stderr, not a probe.
-        let stderr = child.stderr.take().unwrap();
-        let (ready_tx, ready) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("waiting for OCSP client connections") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        ready
-            .recv_timeout(Duration::from_secs(10))
-            .expect("openssl ocsp did not start within 10 s");
-        Responder(child)
-    }
-}
-
-struct Responder(Child);
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A verify listener trusting `ca` with `ocsp = mode`.
 async fn proxy(pki: &pki::Pki, ca: &Ca, backend: &Backend, mode: &str) -> Proxy {
@@ -358,5 +177,146 @@ fn an_unknown_ocsp_mode_is_refused_with_its_key_path() {
     assert!(
         err.contains("trust_store.corp.ocsp: \"maybe\" is not one of"),
         "{err}"
+    );
+}
+
+/// `certgate verify --json` as the proxy's listener `web` would judge `cert`: (exit code, JSON).
+fn verify(proxy: &Proxy, cert: &Path) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["verify", "--json", "--listener", "web", "--config"])
+        .arg(proxy.dir.path().join("certgate.toml"))
+        .arg("--cert")
+        .arg(cert)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), json)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_asks_the_ocsp_responder_as_the_listener_does() {
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (good, _) = ca.issue("good", "/CN=good", "0x4001", "client.ext");
+    let (revoked, _) = ca.issue("revoked", "/CN=revoked", "0x4002", "client.ext");
+    ca.revoke(&revoked);
+    let backend = Backend::start().await;
+    let hard = proxy(&pki, &ca, &backend, "hard_fail").await;
+    let soft = proxy(&pki, &ca, &backend, "soft_fail").await;
+    let off = proxy(&pki, &ca, &backend, "off").await;
+    let url = format!("http://127.0.0.1:{}", ca.ocsp_port);
+
+    let responder = ca.responder(("ocsp.pem", "ocsp.key"));
+    let (code, v) = verify(&hard, &good);
+    assert_eq!(
+        (code, v["tls_verify_status"].as_str()),
+        (0, Some("Success")),
+        "{v}"
+    );
+    let detail = v["tls_verify_detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("OCSP responder {url} says good")),
+        "{detail}"
+    );
+    let (code, v) = verify(&hard, &revoked);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["tls_verify_status"], "Failed:ClientCertCrlHit", "{v}");
+    let detail = v["tls_verify_detail"].as_str().unwrap();
+    assert!(
+        detail.contains("revoked according to OCSP responder") && detail.contains(&url),
+        "{detail}"
+    );
+    // With ocsp off the responder is not asked: the revoked client passes (no CRL here).
+    let (code, v) = verify(&off, &revoked);
+    assert_eq!(code, 0, "{v}");
+
+    drop(responder);
+    let (code, v) = verify(&hard, &good);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        v["tls_verify_status"], "Failed:ClientCertCrlProcessingError",
+        "{v}"
+    );
+    assert!(
+        v["tls_verify_detail"]
+            .as_str()
+            .unwrap()
+            .contains("hard_fail"),
+        "{v}"
+    );
+    let (code, v) = verify(&soft, &good);
+    assert_eq!(code, 0, "{v}");
+    let detail = v["tls_verify_detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&url) && detail.contains("admitted (ocsp = \"soft_fail\")"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_answer_closes_the_other_open_connections_of_that_client() {
+    use tokio::io::AsyncWriteExt;
+    let log = warnings();
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (leaf, leaf_key) = ca.issue("later", "/CN=later", "0x5001", "client.ext");
+    let (other, other_key) = ca.issue("bystander", "/CN=bystander", "0x5002", "client.ext");
+    let backend = Backend::start().await;
+    let soft = proxy(&pki, &ca, &backend, "soft_fail").await;
+
+    // The responder is down: soft_fail admits both clients on keep-alive connections, and an
+    // unanswered question is not cached.
+    let mut first = connect(soft.addr, client(&pki, &leaf, &leaf_key))
+        .await
+        .unwrap();
+    let mut bystander = connect(soft.addr, client(&pki, &other, &other_key))
+        .await
+        .unwrap();
+    for tls in [&mut first, &mut bystander] {
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(h1_read(tls).await.unwrap().0, 200);
+    }
+    // Now it answers, and says the first client is revoked.
+    ca.revoke(&leaf);
+    let _responder = ca.responder(("ocsp.pem", "ocsp.key"));
+    assert!(get(soft.addr, client(&pki, &leaf, &leaf_key), "/")
+        .await
+        .is_err());
+    let recs = soft.conn_records(3);
+    assert_eq!(
+        recs[2]["tls_verify_status"], "Failed:ClientCertCrlHit",
+        "{}",
+        recs[2]
+    );
+    let first_trace = recs
+        .iter()
+        .find(|r| r["leaf_client_cert_subject"] == "CN=later")
+        .and_then(|r| r["conn_trace_id"].as_str())
+        .unwrap()
+        .to_string();
+
+    // Its connection that was already open is closed; the other client's is not.
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "still open: {r:?}");
+    bystander
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(h1_read(&mut bystander).await.unwrap().0, 200);
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&first_trace))
+        .unwrap_or_else(|| panic!("no close logged for {first_trace}: {text}"));
+    assert!(
+        line.contains("closing connection") && line.contains("OCSP"),
+        "{line}"
     );
 }

@@ -134,6 +134,7 @@ impl Server {
         for l in &config.listeners {
             let certs = crate::tls::load_certificates(l, &cert_sources).await?;
             crate::tls::log_loaded(&l.name, &certs);
+            crate::listener::staple::first_staples(&certs).await;
             let certs = Arc::new(certs);
             bound.push(
                 bind(
@@ -176,6 +177,10 @@ impl Server {
                 tasks.push(tokio::spawn(crate::listener::certs::refresh_loop(
                     listener.clone(),
                     cert_sources.clone(),
+                    stop_rx.clone(),
+                )));
+                tasks.push(tokio::spawn(crate::listener::staple::staple_loop(
+                    listener.clone(),
                     stop_rx.clone(),
                 )));
             }

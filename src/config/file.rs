@@ -102,6 +102,11 @@ pub struct ListenerFile {
     pub private_key_password_env: Option<String>,
     /// Seconds between checks of the certificate files / s3 objects for a new version.
     pub refresh_interval_secs: Option<u64>,
+    /// Staple an OCSP response to every server certificate.
+    #[serde(default)]
+    pub ocsp_stapling: bool,
+    /// The OCSP responder asked for the staples instead of each certificate's AIA responder.
+    pub ocsp_responder_url: Option<String>,
 }
 
 /// One entry of a listener's `certificates = [...]`.

@@ -2,7 +2,8 @@
 //! certificate and key sources are probed cheaply (file size and mtime, S3 HEAD) and read
 //! again when one changed; on SIGHUP they are read again whatever the probes say. New
 //! handshakes get the new certificates, open connections keep theirs, and a source that fails
-//! to load leaves the last good certificates in service, logged once per distinct error.
+//! to load leaves the last good certificates in service, logged once per distinct error. New
+//! certificates get their OCSP staples (`ocsp_stapling`) before they go in service.
 
 use std::sync::Arc;
 
@@ -64,6 +65,8 @@ impl Listener {
         if same_content(self.tls.load().certificates(), &certs) {
             return Ok(false);
         }
+        // New certificates are stapled before they serve (waiting a few seconds at most).
+        super::staple::first_staples(&certs).await;
         let certs = Arc::new(certs);
         self.replace_certificates(certs.clone())
             .map_err(|e| e.to_string())?;

@@ -12,6 +12,7 @@ pub mod open_conns;
 mod plain;
 mod relay;
 pub mod serve;
+pub mod staple;
 
 pub use accept::{accept_loop, AcceptContext};
 pub use connection::ConnLog;
@@ -49,6 +50,8 @@ pub struct Listener {
     rebuilding: Mutex<()>,
     /// What the certificate refresh last saw of the certificate sources.
     certificate_watch: tokio::sync::Mutex<certs::CertWatch>,
+    /// Told when new server certificates go in service (their OCSP staples follow them).
+    certificates_changed: tokio::sync::Notify,
 }
 
 impl Listener {
@@ -68,6 +71,7 @@ impl Listener {
             metrics: ListenerMetrics::detached(),
             rebuilding: Mutex::new(()),
             certificate_watch: tokio::sync::Mutex::default(),
+            certificates_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -124,6 +128,7 @@ impl Listener {
             .unwrap_or_else(PoisonError::into_inner);
         let built = self.tls.load().with_certificates(&self.config, certs)?;
         self.tls.store(Arc::new(built));
+        self.certificates_changed.notify_one();
         Ok(())
     }
 

@@ -26,32 +26,58 @@ pub async fn check_leaf(
     chain: &[CertificateDer<'_>],
     checker: &Checker,
 ) -> Online {
+    judge_leaf(store, chain, checker).await.0
+}
+
+/// [`check_leaf`], with what OCSP said in words (`certgate verify` shows it).
+pub async fn judge_leaf(
+    store: &TrustStore,
+    chain: &[CertificateDer<'_>],
+    checker: &Checker,
+) -> (Online, String) {
+    let not_checked = |why: &str| (Online::Admitted(None), why.to_string());
     if store.ocsp == OcspMode::Off {
-        return Online::Admitted(None);
+        return not_checked("OCSP is off for this trust store");
     }
     let Some(leaf) = chain.first() else {
-        return Online::Admitted(None);
+        return not_checked("no client certificate to check with OCSP");
     };
     let issuer = match issuer_of(store, chain) {
         Ok(i) => i,
-        Err(why) => return unavailable(store.ocsp, format!("OCSP: {why}")),
+        Err(why) => return described(unavailable(store.ocsp, format!("OCSP: {why}"))),
     };
     match checker.check(leaf.as_ref(), &issuer).await {
-        Verdict::Good { .. } | Verdict::NoResponder => Online::Admitted(None),
-        Verdict::Revoked { responder, detail } => Online::Refused(Failure::new(
+        Verdict::Good { responder } => (
+            Online::Admitted(None),
+            format!("OCSP responder {responder} says good"),
+        ),
+        Verdict::NoResponder => {
+            not_checked("the client certificate names no OCSP responder: not checked with OCSP")
+        }
+        Verdict::Revoked { responder, detail } => described(Online::Refused(Failure::new(
             VerifyCode::CrlHit,
             format!(
                 "client certificate is revoked according to OCSP responder {responder}: {detail}"
             ),
-        )),
-        Verdict::Unknown { responder } => unavailable(
+        ))),
+        Verdict::Unknown { responder } => described(unavailable(
             store.ocsp,
             format!("OCSP responder {responder} does not know the client certificate"),
-        ),
-        Verdict::Failed { responder, why } => {
-            unavailable(store.ocsp, format!("OCSP responder {responder}: {why}"))
-        }
+        )),
+        Verdict::Failed { responder, why } => described(unavailable(
+            store.ocsp,
+            format!("OCSP responder {responder}: {why}"),
+        )),
     }
+}
+
+/// An outcome with its own words: the refusal's detail, or the note of an admission.
+fn described(online: Online) -> (Online, String) {
+    let words = match &online {
+        Online::Refused(f) => f.detail.clone(),
+        Online::Admitted(note) => note.clone().unwrap_or_default(),
+    };
+    (online, words)
 }
 
 /// No believable answer: soft_fail admits with a note, hard_fail refuses.

@@ -1,17 +1,20 @@
-//! OCSP for client certificates (SPEC §13): the leaf is checked with the responder named in its
-//! AIA extension, the answer verified (`response`), cached until its nextUpdate in a bounded
-//! cache, with a 2 s deadline and a bounded number of queries in flight, so that a slow or
-//! absent responder costs a handshake at most that and never piles up.
+//! OCSP (SPEC §13). For client certificates: the leaf is checked with the responder named in
+//! its AIA extension, the answer verified (`response`), cached until its nextUpdate in a
+//! bounded cache, with a 2 s deadline and a bounded number of queries in flight, so that a slow
+//! or absent responder costs a handshake at most that and never piles up. For certgate's own
+//! certificates: `staple` fetches, verifies and refreshes the responses it staples.
 
 pub mod issuer;
 pub mod request;
 pub mod response;
+pub mod staple;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -58,7 +61,8 @@ type Body = http_body_util::Full<bytes::Bytes>;
 
 /// Asks responders and remembers their answers; one per process.
 pub struct Checker {
-    client: Client<HttpConnector, Body>,
+    /// Why there is none: the TLS settings for https responders could not be built.
+    client: Result<Client<HttpsConnector<HttpConnector>, Body>, String>,
     in_flight: tokio::sync::Semaphore,
     cache: Mutex<HashMap<Vec<u8>, (i64, Verdict)>>,
 }
@@ -79,8 +83,17 @@ impl Checker {
     pub fn new() -> Checker {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(QUERY_TIMEOUT));
+        http.enforce_http(false);
+        let client = https_config().map(|tls| {
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
+            Client::builder(TokioExecutor::new()).build(connector)
+        });
         Checker {
-            client: Client::builder(TokioExecutor::new()).build(http),
+            client,
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             cache: Mutex::new(HashMap::new()),
         }
@@ -110,15 +123,11 @@ impl Checker {
         let Ok(_permit) = self.in_flight.try_acquire() else {
             return failed(format!("{MAX_IN_FLIGHT} OCSP queries already in flight"));
         };
-        let answer = match tokio::time::timeout(QUERY_TIMEOUT, self.query(&responder, &id)).await {
-            Err(_) => return failed(format!("no answer within {}s", QUERY_TIMEOUT.as_secs())),
-            Ok(Err(why)) => return failed(why),
-            Ok(Ok(der)) => der,
+        let answer = match self.fetch(&responder, &id).await {
+            Err(why) => return failed(why),
+            Ok(der) => der,
         };
-        let algorithms = crate::crypto::crypto_provider()
-            .signature_verification_algorithms
-            .all;
-        match response::check(&answer, &id, issuer, now, algorithms) {
+        match verify(&answer, &id, issuer, now) {
             Err(why) => failed(why),
             Ok(checked) => {
                 let verdict = match checked.status {
@@ -159,6 +168,14 @@ impl Checker {
         cache.insert(key, (until, verdict));
     }
 
+    /// The DER answer of `responder` about `id`, within [`QUERY_TIMEOUT`]; not yet verified.
+    pub async fn fetch(&self, responder: &str, id: &x509_ocsp::CertId) -> Result<Vec<u8>, String> {
+        match tokio::time::timeout(QUERY_TIMEOUT, self.query(responder, id)).await {
+            Err(_) => Err(format!("no answer within {}s", QUERY_TIMEOUT.as_secs())),
+            Ok(answer) => answer,
+        }
+    }
+
     /// One request to `responder`: GET when it fits a URL, else POST.
     async fn query(&self, responder: &str, id: &x509_ocsp::CertId) -> Result<Vec<u8>, String> {
         let der = request::encode(id)?;
@@ -171,6 +188,8 @@ impl Checker {
         .map_err(|e| format!("cannot build the request: {e}"))?;
         let resp = self
             .client
+            .as_ref()
+            .map_err(Clone::clone)?
             .request(req)
             .await
             .map_err(|e| crate::error_chain(&e))?;
@@ -192,6 +211,36 @@ impl Checker {
     }
 }
 
+/// Checks an answer about `id` from `issuer`'s responder at unix time `now` (see
+/// [`response::check`]) with the signature algorithms of certgate's crypto provider.
+pub fn verify(
+    der: &[u8],
+    id: &x509_ocsp::CertId,
+    issuer: &Issuer,
+    now: i64,
+) -> Result<response::Checked, String> {
+    let algorithms = crate::crypto::crypto_provider()
+        .signature_verification_algorithms
+        .all;
+    response::check(der, id, issuer, now, algorithms)
+}
+
+/// TLS for `https://` responders, with the system's roots (an OCSP responder is public
+/// infrastructure; without readable roots such a responder fails with that reason).
+fn https_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::crypto::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("no TLS settings for https OCSP responders: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 fn cache_key(responder: &str, id: &x509_ocsp::CertId) -> Vec<u8> {
     let mut key = responder.as_bytes().to_vec();
     key.extend_from_slice(id.issuer_key_hash.as_bytes());
@@ -199,7 +248,7 @@ fn cache_key(responder: &str, id: &x509_ocsp::CertId) -> Vec<u8> {
     key
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     ::time::OffsetDateTime::now_utc().unix_timestamp()
 }
 

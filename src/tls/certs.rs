@@ -23,6 +23,18 @@ pub struct ServerCert {
     pub not_after: i64,
     /// Content tags of the chain and key sources as loaded (see `Sources::fetch`).
     pub tags: [String; 2],
+    /// Its OCSP staple, with `ocsp_stapling = true`.
+    pub stapler: Option<crate::ocsp::staple::Stapler>,
+}
+
+impl ServerCert {
+    /// The certificate and key handed to a client now: with the current OCSP staple, if any.
+    pub fn served(&self) -> Arc<CertifiedKey> {
+        self.stapler
+            .as_ref()
+            .and_then(|s| s.current(crate::ocsp::now()))
+            .unwrap_or_else(|| self.key.clone())
+    }
 }
 
 /// Facts of the leaf certificate a listener serves.
@@ -72,6 +84,11 @@ impl ServerCerts {
         self.certs.iter()
     }
 
+    /// The OCSP stapling state of every certificate that staples.
+    pub fn staplers(&self) -> impl Iterator<Item = &crate::ocsp::staple::Stapler> {
+        self.certs.iter().filter_map(|c| c.stapler.as_ref())
+    }
+
     /// The certificates that `sni` selects, best match first: exact names, else wildcard
     /// names, else every certificate (the first being the default).
     fn candidates<'a>(&'a self, sni: Option<&str>) -> Vec<&'a ServerCert> {
@@ -108,7 +125,7 @@ impl ServerCerts {
             .find(|c| c.key.key.choose_scheme(schemes).is_some());
         // With none usable, the first candidate lets the handshake fail with rustls's own
         // alert instead of an opaque "no certificate".
-        usable.or(candidates.first()).map(|c| c.key.clone())
+        usable.or(candidates.first()).map(|c| c.served())
     }
 
     /// Certificates no SNI can select: one without any DNS name (unless it is the default),

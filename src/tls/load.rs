@@ -1,6 +1,6 @@
 //! Loading a listener's server certificates and keys from their sources (files or S3 objects,
-//! read as trust-store sources are), checking each key against its certificate, and saying
-//! when a certificate expires.
+//! read as trust-store sources are), checking each key against its certificate, setting up
+//! OCSP stapling for each (`ocsp::staple`), and saying when a certificate expires.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use super::certs::{leaf_info, ServerCert, ServerCerts};
 use super::keys::{decode_private_key, read_password};
 use super::TlsError;
 use crate::config::{ListenerConfig, ListenerProtocol, ServerCertificate, Source};
+use crate::ocsp::staple::Stapler;
 use crate::truststore::source::Sources;
 
 /// Certificate and key files larger than this are refused.
@@ -42,7 +43,7 @@ pub async fn load_certificates(
     let provider = crate::crypto::crypto_provider();
     let mut certs = Vec::with_capacity(l.certificates.len());
     for c in &l.certificates {
-        certs.push(load_one(&l.name, c, sources, &provider).await?);
+        certs.push(load_one(l, c, sources, &provider).await?);
     }
     ServerCerts::new(certs).ok_or_else(|| TlsError::Config {
         listener: l.name.clone(),
@@ -51,18 +52,18 @@ pub async fn load_certificates(
 }
 
 async fn load_one(
-    listener: &str,
+    l: &ListenerConfig,
     c: &ServerCertificate,
     sources: &Sources,
     provider: &CryptoProvider,
 ) -> Result<ServerCert, TlsError> {
     let chain_err = |reason: String| TlsError::Chain {
-        listener: listener.to_string(),
+        listener: l.name.clone(),
         at: at(c, "certificate_chain", &c.certificate_chain),
         reason,
     };
     let key_err = |reason: String| TlsError::Key {
-        listener: listener.to_string(),
+        listener: l.name.clone(),
         at: at(c, "private_key", &c.private_key),
         reason,
     };
@@ -96,9 +97,24 @@ async fn load_one(
             c.certificate_chain
         ))
     })?;
+    let key = Arc::new(certified);
+    let stapler = match &l.ocsp_stapling {
+        None => None,
+        Some(stapling) => {
+            let what = format!(
+                "listener {}, {} ({})",
+                l.name,
+                at(c, "certificate_chain", &c.certificate_chain),
+                info.subject
+            );
+            let responder = stapling.responder_url.as_deref();
+            Some(Stapler::new(what, &key.cert, key.clone(), responder).map_err(chain_err)?)
+        }
+    };
     Ok(ServerCert {
         label: c.label.clone(),
-        key: Arc::new(certified),
+        key,
+        stapler,
         dns_names: info.dns_names,
         subject: info.subject,
         not_after: info.not_after,

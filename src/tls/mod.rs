@@ -309,6 +309,7 @@ pub fn summary(l: &ListenerConfig, certs: &ServerCerts) -> Vec<String> {
             p.omitted.join(", ")
         ));
     }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for (i, c) in certs.iter().enumerate() {
         out.push(format!(
             "certificate{} {}: names [{}], notAfter {}{}",
@@ -326,8 +327,10 @@ pub fn summary(l: &ListenerConfig, certs: &ServerCerts) -> Vec<String> {
                 ""
             },
         ));
+        if let Some(stapler) = &c.stapler {
+            out.push(format!("  ocsp stapling: {}", stapler.describe(now)));
+        }
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for c in certs
         .iter()
         .filter(|c| c.not_after - now < load::EXPIRY_WARNING_SECS)

@@ -1,7 +1,8 @@
 //! `certgate verify` (SPEC §15): would this client chain be admitted? The chain is judged by
 //! the handshake's own code ([`crate::mtls::chain::judge`]) against a listener's policy or a
 //! bundle and CRLs given on the command line, and the answer shows the `tls_verify_status`, its
-//! detail, the identity and the headers a backend would get.
+//! detail, the identity and the headers a backend would get. A trust store with `ocsp` on has
+//! the leaf checked with its OCSP responder too, by the live listener's code.
 
 pub mod input;
 
@@ -10,8 +11,10 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
 
+use crate::config::OcspMode;
 use crate::config::{self, ChainLimits, ClientIdentityConfig, HeaderNames, Mode, Source};
 use crate::mtls::chain::{judge, Kept};
+use crate::mtls::online::{judge_leaf, Online};
 use crate::mtls::{Failure, Policy};
 use crate::truststore::{loader, source::Sources, TrustStoreError};
 use crate::x509::{self, Identity};
@@ -129,8 +132,9 @@ impl Judge {
         })
     }
 
-    /// Judges `chain` (leaf first, not empty) at `at`.
-    pub fn verdict(&self, chain: &[CertificateDer<'_>], at: UnixTime) -> Verdict {
+    /// Judges `chain` (leaf first, not empty) at `at`; then, when the trust store asks for it,
+    /// asks the leaf's OCSP responder as a live listener would (its answer is about now).
+    pub async fn verdict(&self, chain: &[CertificateDer<'_>], at: UnixTime) -> Verdict {
         let (Some(policy), Some((leaf, intermediates))) = (&self.policy, chain.split_first())
         else {
             return Verdict {
@@ -142,10 +146,23 @@ impl Judge {
         };
         let algorithms = crate::crypto_provider().signature_verification_algorithms;
         let judged = judge(policy, &algorithms, leaf, intermediates, at);
-        match judged.outcome {
-            Err((failure, _)) => refused(failure),
-            Ok(kept) => self.admitted(chain, &kept, judged.leaf.as_ref(), at),
+        let kept = match judged.outcome {
+            Err((failure, _)) => return refused(failure),
+            Ok(kept) => kept,
+        };
+        let mut verdict = self.admitted(chain, &kept, judged.leaf.as_ref(), at);
+        if let Policy::Verify { store, .. } = policy {
+            if store.ocsp != OcspMode::Off {
+                let path = kept_chain(chain, kept.as_deref());
+                match judge_leaf(store, &path, &crate::ocsp::checker()).await {
+                    (Online::Refused(failure), _) => return refused(failure),
+                    (Online::Admitted(_), words) => {
+                        verdict.detail = format!("{}; {words}", verdict.detail);
+                    }
+                }
+            }
         }
+        verdict
     }
 
     fn admitted(

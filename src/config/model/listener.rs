@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::routes::Routes;
-use super::server_cert::{ServerCertificate, SslPolicy};
+use super::server_cert::{OcspStapling, ServerCertificate, SslPolicy};
 use crate::x509::IdentityField;
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +38,8 @@ pub struct ListenerConfig {
     pub ssl_policy: &'static SslPolicy,
     /// How often the certificate sources are checked for a new version.
     pub certificate_refresh_interval: Duration,
+    /// OCSP stapling of the server certificates; none when `ocsp_stapling` is off.
+    pub ocsp_stapling: Option<OcspStapling>,
     /// Request headers whose names are not letters, digits and `-` are removed (ALB's
     /// `routing.http.drop_invalid_header_fields.enabled`).
     pub drop_invalid_header_fields: bool,

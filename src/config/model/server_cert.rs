@@ -40,3 +40,11 @@ impl std::fmt::Display for KeyPassword {
         }
     }
 }
+
+/// `ocsp_stapling = true`: every server certificate is served with a current `good` OCSP
+/// response from its responder (SPEC §13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspStapling {
+    /// `ocsp_responder_url`: asked instead of the responder in each certificate's AIA.
+    pub responder_url: Option<String>,
+}

@@ -1,6 +1,8 @@
 //! Validation of a listener's TLS keys: its server certificates (`certificate_chain`/
 //! `private_key`, or `certificates = [...]`), key passwords, `ssl_policy` and the certificate
-//! `refresh_interval_secs`. Whether a key matches its certificate is checked when they load.
+//! `refresh_interval_secs`, and OCSP stapling (`ocsp_stapling`, `ocsp_responder_url`). Whether
+//! a key matches its certificate, and whether its chain holds the issuer that stapling needs,
+//! is checked when they load.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use super::problems::{existing_file, secs, source, Problems};
 use crate::config::file::{CertificateFile, ListenerFile};
 use crate::config::model::{
-    KeyPassword, ServerCertificate, SslPolicy, DEFAULT_CERTIFICATE_REFRESH_INTERVAL,
+    KeyPassword, OcspStapling, ServerCertificate, SslPolicy, DEFAULT_CERTIFICATE_REFRESH_INTERVAL,
 };
 
 /// The keys of one certificate entry, wherever it is written.
@@ -146,4 +148,37 @@ pub(super) fn refresh_interval(key: &str, l: &ListenerFile, p: &mut Problems) ->
         DEFAULT_CERTIFICATE_REFRESH_INTERVAL,
         p,
     )
+}
+
+/// `ocsp_stapling` and `ocsp_responder_url`: the URL is an absolute http(s) URL, and only
+/// given with stapling on.
+pub(super) fn ocsp_stapling(key: &str, l: &ListenerFile, p: &mut Problems) -> Option<OcspStapling> {
+    let url_key = format!("{key}.ocsp_responder_url");
+    if let Some(url) = &l.ocsp_responder_url {
+        if let Err(why) = responder_url(url) {
+            p.push(&url_key, format!("{url:?}: {why}"));
+        }
+    }
+    match (l.ocsp_stapling, &l.ocsp_responder_url) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            p.push(&url_key, "is only used with ocsp_stapling = true");
+            None
+        }
+        (true, url) => Some(OcspStapling {
+            responder_url: url.clone(),
+        }),
+    }
+}
+
+fn responder_url(url: &str) -> Result<(), &'static str> {
+    let uri: http::Uri = url.parse().map_err(|_| "not a URL")?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must be an http:// or https:// URL"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    Ok(())
 }

@@ -138,6 +138,7 @@ fn listener(
         ),
         ssl_policy: certificates::ssl_policy(&key, l, p),
         certificate_refresh_interval: certificates::refresh_interval(&key, l, p),
+        ocsp_stapling: certificates::ocsp_stapling(&key, l, p),
     })
 }
 

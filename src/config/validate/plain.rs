@@ -42,6 +42,8 @@ pub(super) fn refuse_tls_keys(key: &str, l: &ListenerFile, p: &mut Problems) {
         ("mutual_authentication", l.mutual_authentication.is_some()),
         ("client_identity", l.client_identity.is_some()),
         ("headers", l.headers.is_some()),
+        ("ocsp_stapling", l.ocsp_stapling),
+        ("ocsp_responder_url", l.ocsp_responder_url.is_some()),
     ];
     for (attr, _) in given.iter().filter(|(_, g)| *g) {
         p.push(
