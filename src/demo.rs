@@ -161,7 +161,8 @@ fn echo(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     resp
 }
 
-/// The demo's configuration: one verify-mode listener on `bind` in front of `backend`.
+/// The demo's configuration: one verify-mode listener on `bind` in front of `backend`, naming
+/// clients by their CN, with `/admin/*` kept for `ops-*` clients.
 pub fn config(
     dir: &Path,
     bind: SocketAddr,
@@ -176,11 +177,31 @@ name = "demo"
 bind = "{bind}"
 certificate_chain = "{server}"
 private_key = "{server_key}"
-backend = "http://{backend}"
+default_target_group = "echo"
 
 [listener.mutual_authentication]
 mode = "verify"
 trust_store = "demo"
+
+# Who the client is: its certificate's CN, sent to the backend as X-Client-Identity.
+[listener.client_identity]
+from = "common_name"
+header_name = "X-Client-Identity"
+
+# /admin/* only for ops-* clients; every other client gets a fixed 403 there.
+[[listener.rule]]
+path = "/admin/*"
+client_identity = ["ops-*"]
+target_group = "echo"
+
+[[listener.rule]]
+path = "/admin/*"
+fixed_response = {{ status_code = 403, content_type = "text/plain", message_body = "/admin is for ops-* clients\n" }}
+
+[target_group.echo]
+targets = ["http://{backend}"]
+[target_group.echo.health_check]
+enabled = false
 
 [trust_store.demo]
 ca_certificates_bundle = "{bundle}"
@@ -210,13 +231,15 @@ pub fn instructions(
 ) -> String {
     let d = dir.display();
     let url = format!("https://{bind}/hello");
-    let curl = |who: &str| {
+    let curl_to = |who: &str, url: &str| {
         format!("curl --cacert {d}/root-ca.pem --cert {d}/{who}-client.pem --key {d}/{who}-client.key {url}")
     };
+    let curl = |who: &str| curl_to(who, &url);
     format!(
         "certgate demo: verify-mode mTLS listener on https://{bind} -> echo backend on http://{backend}\n\
          \n\
-         Good client (200, the backend echoes the X-Amzn-Mtls-Clientcert-* headers it received):\n  {}\n\
+         Good client (200, the backend echoes the X-Amzn-Mtls-Clientcert-* and X-Client-Identity headers it received):\n  {}\n\
+         The same client on /admin/ (403 from a rule: only ops-* identities may reach /admin/*):\n  {}\n\
          Revoked client (refused: Failed:ClientCertCrlHit):\n  {}\n\
          Expired client (refused: Failed:ClientCertExpired):\n  {}\n\
          No client certificate (refused: Failed:UnmappedConnectionError):\n  curl --cacert {d}/root-ca.pem {url}\n\
@@ -225,6 +248,7 @@ pub fn instructions(
          Access log: {}\n\
          Stop with Ctrl-C.\n",
         curl("good"),
+        curl_to("good", &format!("https://{bind}/admin/")),
         curl("revoked"),
         curl("expired"),
         access_log.display(),

@@ -944,20 +944,22 @@ fn demo_prints_working_curl_commands() {
         .collect();
     assert_eq!(
         commands.len(),
-        4,
-        "good, revoked, expired, no certificate:\n{err}"
+        5,
+        "good, good on /admin/, revoked, expired, no certificate:\n{err}"
     );
+    let hello = format!("https://{bind}/hello");
     let find = |who: &str| {
         commands
             .iter()
+            .filter(|c| c.last() == Some(&hello.as_str()))
             .find(|c| c.iter().any(|a| a.ends_with(&format!("/{who}-client.pem"))))
             .unwrap_or_else(|| panic!("no curl command for the {who} client in:\n{err}"))
     };
     let tmp_prefix = tmp.path().display().to_string();
+    let admin = format!("https://{bind}/admin/");
     for c in &commands {
-        assert_eq!(
-            c.last(),
-            Some(&format!("https://{bind}/hello").as_str()),
+        assert!(
+            c.last() == Some(&hello.as_str()) || c.last() == Some(&admin.as_str()),
             "{c:?}"
         );
         // Run from a directory without truststores/demo, the embedded PKI goes to TMPDIR.
@@ -980,6 +982,16 @@ fn demo_prints_working_curl_commands() {
         body.contains("CN=good-client,OU=clients,O=certgate demo,C=US"),
         "{body}"
     );
+    assert!(body.contains("\"x-client-identity\": \"good-client\""), "{body}");
+    let on_admin = commands
+        .iter()
+        .find(|c| c.last() == Some(&admin.as_str()))
+        .unwrap();
+    let refused = curl(cwd.path(), on_admin);
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        "/admin is for ops-* clients\n"
+    );
     assert_curl_refused(&curl(cwd.path(), find("revoked")), "revoked demo client");
     assert_curl_refused(&curl(cwd.path(), find("expired")), "expired demo client");
     let anonymous = commands.iter().find(|c| !c.contains(&"--cert")).unwrap();
@@ -990,10 +1002,10 @@ fn demo_prints_working_curl_commands() {
 
     let records = poll(SHORT, "the demo's connection log on stdout", || {
         let r = json_lines_of(&demo.stdout());
-        (r.len() >= 4).then_some(r)
+        (r.len() >= 5).then_some(r)
     });
     let status_of = |s: &str| with_status(&records, s);
-    assert_eq!(status_of("Success").len(), 1, "{records:#?}");
+    assert_eq!(status_of("Success").len(), 2, "{records:#?}");
     let crl_hit = status_of("Failed:ClientCertCrlHit");
     assert_eq!(crl_hit.len(), 1, "{records:#?}");
     assert_eq!(
