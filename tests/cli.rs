@@ -982,7 +982,10 @@ fn demo_prints_working_curl_commands() {
         body.contains("CN=good-client,OU=clients,O=certgate demo,C=US"),
         "{body}"
     );
-    assert!(body.contains("\"x-client-identity\": \"good-client\""), "{body}");
+    assert!(
+        body.contains("\"x-client-identity\": \"good-client\""),
+        "{body}"
+    );
     let on_admin = commands
         .iter()
         .find(|c| c.last() == Some(&admin.as_str()))

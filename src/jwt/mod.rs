@@ -6,6 +6,7 @@
 pub mod claims;
 mod fetch;
 pub mod keys;
+mod shape;
 mod token;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,6 +226,7 @@ impl Validator {
     }
 
     fn verify(&self, token: &str, thumbprint: Option<&[u8; 32]>) -> Result<Verified, JwtError> {
+        shape::check(token)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| JwtError::Malformed(format!("the token is not a JWT: {e}")))?;
         if !self.cfg.algorithms.contains(&header.alg) {

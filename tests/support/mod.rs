@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod h2wire;
+pub mod jwt;
 pub mod ocsp;
 pub mod pki;
 pub mod process;
