@@ -1,5 +1,7 @@
 //! The files in `deploy/`: the Prometheus alert rules parse (with promtool when installed) and
-//! name only metrics certgate exports.
+//! name only metrics certgate exports; the systemd unit, the Kubernetes manifests and the container
+//! file pass their own tools (systemd-analyze, kubernetes-validate, hadolint, installed by
+//! scripts/test).
 
 use std::path::Path;
 use std::process::Command;
@@ -47,4 +49,194 @@ fn alert_rules_parse_and_use_exported_metrics() {
         ),
         Err(_) => eprintln!("promtool not installed; rules checked by name only"),
     }
+}
+
+/// Runs a checking tool that scripts/test installs; its output when it fails (or, with
+/// `quiet`, when it prints anything at all: `systemd-analyze verify` warns on stderr and still
+/// exits 0).
+fn run_tool(tool: &str, args: &[&std::ffi::OsStr], quiet: bool) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} is not installed ({e}); scripts/test installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{tool} {args:?} failed:\n{text}");
+    if quiet {
+        assert!(text.trim().is_empty(), "{tool} {args:?} warned:\n{text}");
+    }
+    text
+}
+
+fn deploy_file(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The unit as installed, with its binary path pointed at the binary this build made (so the
+/// verifier also checks that the command lines name an executable).
+fn installable_unit(dir: &Path) -> std::path::PathBuf {
+    let unit = deploy_file("deploy/systemd/certgate.service")
+        .replace("/usr/local/bin/certgate", env!("CARGO_BIN_EXE_certgate"));
+    let path = dir.join("certgate.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    let text = deploy_file("deploy/systemd/certgate.service");
+    for must in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "StateDirectory=certgate",
+    ] {
+        assert!(text.lines().any(|l| l == must), "unit lacks {must}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = installable_unit(dir.path());
+    run_tool(
+        "systemd-analyze",
+        &["verify".as_ref(), unit.as_os_str()],
+        true,
+    );
+    // systemd's own exposure score, 0 (locked down) … 10 (unprotected), must stay at 2.0 or
+    // below (the threshold is given in tenths).
+    let report = run_tool(
+        "systemd-analyze",
+        &[
+            "security".as_ref(),
+            "--offline=yes".as_ref(),
+            "--threshold=20".as_ref(),
+            unit.as_os_str(),
+        ],
+        false,
+    );
+    assert!(report.contains("Overall exposure level"), "{report}");
+}
+
+const MANIFESTS: &[&str] = &[
+    "namespace.yaml",
+    "serviceaccount.yaml",
+    "configmap.yaml",
+    "secret.yaml",
+    "deployment.yaml",
+    "service.yaml",
+    "poddisruptionbudget.yaml",
+];
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schema() {
+    let paths: Vec<std::ffi::OsString> = MANIFESTS
+        .iter()
+        .map(|m| format!("deploy/kubernetes/{m}").into())
+        .collect();
+    let listed: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    for f in &listed {
+        assert!(MANIFESTS.contains(&f.as_str()), "{f} is not checked here");
+    }
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--strict".as_ref(), "--quiet".as_ref()];
+    args.extend(paths.iter().map(|p| p.as_os_str()));
+    run_tool("kubernetes-validate", &args, true);
+
+    let d = deploy_file("deploy/kubernetes/deployment.yaml");
+    for must in [
+        "replicas: 3",
+        "topologyKey: topology.kubernetes.io/zone",
+        "path: /readyz",
+        "path: /healthz",
+        "port: admin",
+        "containerPort: 9901",
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "serviceAccountName: certgate",
+        "secretName: certgate-server-tls",
+        "name: certgate-config",
+    ] {
+        assert!(d.contains(must), "deployment lacks {must}");
+    }
+    let sa = deploy_file("deploy/kubernetes/serviceaccount.yaml");
+    assert!(sa.contains("eks.amazonaws.com/role-arn:"), "{sa}");
+    let pdb = deploy_file("deploy/kubernetes/poddisruptionbudget.yaml");
+    assert!(pdb.contains("minAvailable: 2"), "{pdb}");
+}
+
+/// The TOML inside the ConfigMap is a config certgate accepts, its admin port is the one the
+/// probes use, and its shutdown delay fits in the pod's grace period.
+#[test]
+fn configmap_holds_a_valid_certgate_config() {
+    let cm = deploy_file("deploy/kubernetes/configmap.yaml");
+    let mut lines = cm.lines().skip_while(|l| l.trim() != "certgate.toml: |");
+    lines.next().unwrap();
+    let toml: String = lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    std::fs::write(tls.join("tls.crt"), "").unwrap();
+    std::fs::write(tls.join("tls.key"), "").unwrap();
+    let toml = toml.replace("/etc/certgate/tls/", &format!("{}/", tls.display()));
+    let cfg = certgate::config::from_str(&toml, Path::new("certgate.toml"), dir.path())
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let admin = cfg.admin.expect("[admin] in the ConfigMap");
+    assert_eq!(admin.bind.port(), 9901);
+    let d = deploy_file("deploy/kubernetes/deployment.yaml");
+    let grace: u64 = d
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The delay, then at most 30 s of draining.
+    assert!(admin.shutdown_delay.as_secs() + 30 < grace, "grace {grace}");
+}
+
+#[test]
+fn container_file_passes_hadolint_and_runs_unprivileged() {
+    run_tool(
+        "hadolint",
+        &[
+            "--failure-threshold".as_ref(),
+            "info".as_ref(),
+            "deploy/container/Dockerfile".as_ref(),
+        ],
+        true,
+    );
+    let text = deploy_file("deploy/container/Dockerfile");
+    let stages = text.lines().filter(|l| l.starts_with("FROM ")).count();
+    assert!(stages >= 2, "multi-stage build expected");
+    let last_user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !last_user.starts_with("0") && !last_user.starts_with("root"),
+        "{last_user}"
+    );
+    assert!(
+        text.contains("--profile dist"),
+        "the image ships the dist build"
+    );
+    let cargo = deploy_file("Cargo.toml");
+    let dist = cargo
+        .split("[profile.dist]")
+        .nth(1)
+        .expect("[profile.dist]");
+    assert!(dist.contains("strip = \"debuginfo\""), "{dist}");
+    assert!(dist.contains("split-debuginfo = \"packed\""), "{dist}");
 }
