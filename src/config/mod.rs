@@ -7,12 +7,12 @@ mod validate;
 
 pub use model::{
     AdminConfig, Algorithm, CertFacts, ChainLimits, ClaimCondition, ClaimFormat,
-    ClientIdentityConfig, Config, ConnectionLogConfig, ExpiredCrls, FixedResponse, HeaderNames,
-    HealthCheckConfig, JwksSource, JwtAlgorithm, JwtValidatorConfig, KeyPassword, ListenerConfig,
-    LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode, ProtocolVersion, RequestFacts,
-    RequestLimits, ResponseHeaders, Routes, Rule, RuleAction, S3Settings, ServerCertificate,
-    Source, SslPolicy, TargetGroupConfig, TargetTls, TargetUrl, Timeouts, TokenSource,
-    TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT,
+    ClientIdentityConfig, Config, ExpiredCrls, FixedResponse, HeaderNames, HealthCheckConfig,
+    JwksSource, JwtAlgorithm, JwtValidatorConfig, KeyPassword, ListenerConfig, LogConfig,
+    LogDelivery, LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode, ProtocolVersion,
+    RequestFacts, RequestLimits, ResponseHeaders, Routes, Rule, RuleAction, S3Settings,
+    ServerCertificate, Source, SslPolicy, TargetGroupConfig, TargetTls, TargetUrl, Timeouts,
+    TokenSource, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT,
     DEFAULT_CERTIFICATE_REFRESH_INTERVAL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL,

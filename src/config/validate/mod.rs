@@ -8,6 +8,7 @@ mod certificates;
 mod identity;
 mod jwt;
 mod listener;
+mod logs;
 mod problems;
 mod response_headers;
 mod routes;
@@ -16,12 +17,9 @@ mod trust_store;
 
 use std::path::Path;
 
-use super::file::{AccessLogFile, ConnectionLogFile, FileConfig, LogFormatFile, S3File};
-use super::model::{
-    Config, ConnectionLogConfig, JwtValidatorConfig, ListenerConfig, LogDestination, LogFormat,
-    Mode, S3Settings,
-};
-use problems::{resolve, Problems};
+use super::file::{FileConfig, S3File};
+use super::model::{Config, JwtValidatorConfig, ListenerConfig, Mode, S3Settings};
+use problems::Problems;
 
 /// Turns the file model into the runtime model, or returns every problem found.
 pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
@@ -36,8 +34,8 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     for (i, l) in listeners.iter().enumerate() {
         listener_jwt(i, l, &jwt_validators, &mut p);
     }
-    let connection_log = connection_log(cfg.connection_log, base);
-    let access_log = access_log(cfg.access_log, base);
+    let connection_log = logs::connection_log(cfg.connection_log.as_ref(), &s3, base, &mut p);
+    let access_log = logs::access_log(cfg.access_log.as_ref(), &s3, base, &mut p);
     let admin = admin::admin(cfg.admin.as_ref(), &listeners, &mut p);
     p.finish(Config {
         listeners,
@@ -94,30 +92,6 @@ fn s3(f: Option<&S3File>, p: &mut Problems) -> S3Settings {
     s3.region = f.region.clone();
     s3.force_path_style = f.force_path_style.unwrap_or(false);
     s3
-}
-
-fn connection_log(c: Option<ConnectionLogFile>, base: &Path) -> ConnectionLogConfig {
-    let c = c.unwrap_or_default();
-    ConnectionLogConfig {
-        destination: destination(base, c.path.as_deref().unwrap_or("-")),
-        format: match c.format.unwrap_or(LogFormatFile::Json) {
-            LogFormatFile::Json => LogFormat::Json,
-            LogFormatFile::Alb => LogFormat::Alb,
-        },
-    }
-}
-
-fn access_log(a: Option<AccessLogFile>, base: &Path) -> Option<LogDestination> {
-    a.and_then(|a| a.path).map(|path| destination(base, &path))
-}
-
-/// `-` is stdout; anything else a file, relative to the config file's directory.
-fn destination(base: &Path, path: &str) -> LogDestination {
-    if path == "-" {
-        LogDestination::Stdout
-    } else {
-        LogDestination::File(resolve(base, path))
-    }
 }
 
 #[cfg(test)]
