@@ -46,6 +46,14 @@ impl Logs {
         })
     }
 
+    /// (log label, upload counts) of the logs delivered to S3, for the metrics.
+    pub fn uploads(&self) -> Vec<(&'static str, Arc<delivery::Uploads>)> {
+        self.deliveries
+            .iter()
+            .map(|d| (d.kind.name(), d.uploads.clone()))
+            .collect()
+    }
+
     /// Once no connection writes any more: every line to its destination and spool, then
     /// each delivery's last upload round (bounded).
     pub async fn close(self) {

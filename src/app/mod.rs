@@ -115,6 +115,7 @@ impl Server {
         let validators = load_validators(&config).await?;
         let logs = logs::Logs::open(&config)?;
         let (conn_log, access_log) = (logs.conn.clone(), logs.access.clone());
+        let log_uploads = logs.uploads();
         let groups = crate::upstream::groups(&config);
         let cert_sources = Arc::new(Sources::new(config.s3.clone()));
         let mut bound = Vec::new();
@@ -180,6 +181,7 @@ impl Server {
                 reloader: reloader.clone(),
                 groups,
                 logs,
+                uploads: log_uploads,
             });
             admin.serve(Serving {
                 exporter: Exporter::new(&metrics, view.clone()),

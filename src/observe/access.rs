@@ -123,7 +123,8 @@ impl AccessRecord {
         };
         quoted(&mut s, action);
         quoted(&mut s, None); // redirect_url
-        quoted(&mut s, self.error_reason.as_deref());
+                              // ALB's error_reason is one word (a code): certgate's reason has its spaces encoded.
+        quoted(&mut s, self.error_reason.as_deref().map(field).as_deref());
         quoted(&mut s, (target != "-").then_some(target));
         quoted(&mut s, target_status.as_deref());
         quoted(&mut s, None); // classification
@@ -234,7 +235,7 @@ mod tests {
         assert!(!line.contains(" 10.0.0.5"), "{line}");
         assert!(line.contains(" - 0.000105 -1 0.000010 200 - "), "{line}");
         assert!(
-            line.contains("\"-\" \"-\" \"no target answered\" \"-\" \"-\""),
+            line.contains("\"-\" \"-\" \"no%20target%20answered\" \"-\" \"-\""),
             "{line}"
         );
     }

@@ -349,6 +349,25 @@ mod tests {
         assert!(sink.held_bytes() <= QUEUE_BYTES, "{}", sink.held_bytes());
     }
 
+    /// Lines the S3 spool drops at its cap count as the log's dropped lines (the metric).
+    #[test]
+    fn spool_drops_count_as_dropped_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let dropped: Arc<AtomicU64> = Arc::default();
+        let spool = Arc::new(Spool::open(dir.path(), 64 * 1024, dropped.clone()).unwrap());
+        let sink =
+            LogSink::open_with(None, Some(spool.clone()), LogFormat::Alb, "test", dropped).unwrap();
+        for _ in 0..5_000 {
+            sink.write(format!("{:064x}", rand::random::<u128>()));
+        }
+        assert!(sink.flush(Duration::from_secs(5)));
+        spool.rotate().unwrap();
+        let kept: u64 = spool.ready().iter().map(|f| f.lines).sum();
+        assert!(sink.dropped() > 0);
+        assert_eq!(kept + sink.dropped(), 5_000);
+        assert!(spool.bytes() <= 64 * 1024);
+    }
+
     #[test]
     fn file_sink_writes_lines_in_order() {
         let dir = tempfile::tempdir().unwrap();

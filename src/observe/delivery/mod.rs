@@ -7,7 +7,7 @@ pub mod spool;
 mod upload;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,7 @@ pub struct Uploads {
 
 /// A running delivery: its spool (which the log's writer appends to) and its upload task.
 pub struct Delivery {
+    pub kind: LogKind,
     pub spool: Arc<Spool>,
     pub uploads: Arc<Uploads>,
     stop: watch::Sender<bool>,
@@ -96,6 +97,7 @@ impl Delivery {
         };
         let task = tokio::spawn(uploader.run(stop_rx));
         Ok(Delivery {
+            kind,
             spool,
             uploads,
             stop,
@@ -115,10 +117,6 @@ impl Delivery {
                 );
             }
         }
-    }
-
-    pub fn failed_uploads(&self) -> u64 {
-        self.uploads.failed.load(Ordering::Relaxed)
     }
 }
 
