@@ -192,9 +192,23 @@ fn configmap_holds_a_valid_certgate_config() {
     let toml = toml.replace("/etc/certgate/tls/", &format!("{}/", tls.display()));
     let cfg = certgate::config::from_str(&toml, Path::new("certgate.toml"), dir.path())
         .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    // Both logs go to S3 from the spool volume the Deployment mounts.
+    let spool = Path::new("/var/spool/certgate");
+    for log in [Some(&cfg.connection_log), cfg.access_log.as_ref()] {
+        let s3 = log.and_then(|l| l.s3.as_ref()).expect("S3 delivery");
+        assert!(
+            s3.spool_dir.starts_with(spool),
+            "{}",
+            s3.spool_dir.display()
+        );
+    }
+    let d = deploy_file("deploy/kubernetes/deployment.yaml");
+    assert!(
+        d.contains("mountPath: /var/spool/certgate"),
+        "no spool volume"
+    );
     let admin = cfg.admin.expect("[admin] in the ConfigMap");
     assert_eq!(admin.bind.port(), 9901);
-    let d = deploy_file("deploy/kubernetes/deployment.yaml");
     let grace: u64 = d
         .lines()
         .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds: "))
