@@ -124,7 +124,7 @@ fn systemd_unit_verifies_and_is_hardened() {
 }
 
 const MANIFESTS: &[&str] = &[
-    "namespace.yaml",
+    "00-namespace.yaml",
     "serviceaccount.yaml",
     "configmap.yaml",
     "secret.yaml",
