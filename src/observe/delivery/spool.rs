@@ -1,7 +1,8 @@
 //! The on-disk spool of a log delivered to S3: lines are appended to `current.log`; every
-//! interval it is gzipped into `ready/` (one file per future S3 object), and a file leaves
-//! `ready/` only once S3 has it. The spool never takes more than its cap: past it, the oldest
-//! ready files are deleted and their lines counted as dropped.
+//! interval it is moved to `closing/` (a rename, so the log's writer never waits for the
+//! compression) and gzipped from there into `ready/`, one file per future S3 object. A file
+//! leaves `ready/` only once S3 has it. The spool never takes more than its cap: past it, the
+//! oldest ready files are deleted and their lines counted as dropped.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -13,6 +14,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 const CURRENT: &str = "current.log";
+const CLOSING: &str = "closing";
 const READY: &str = "ready";
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -48,6 +50,8 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
+    /// Held while files of `closing/` are compressed (one compression at a time).
+    compressing: Mutex<()>,
     /// Lines lost to the cap or to a failing disk; shared with the log's other drops.
     dropped: Arc<AtomicU64>,
 }
@@ -57,38 +61,41 @@ struct State {
     current: Option<File>,
     current_bytes: u64,
     current_lines: u64,
-    /// Bytes of the files in `ready/`.
+    /// Bytes of the files in `closing/` (uncompressed) and `ready/`.
+    closing_bytes: u64,
     ready_bytes: u64,
 }
 
+impl State {
+    fn total(&self) -> u64 {
+        self.current_bytes + self.closing_bytes + self.ready_bytes
+    }
+}
+
 impl Spool {
-    /// Opens (creating) the spool in `dir`. Lines a previous run left in `current.log` are
-    /// closed into a ready file, so that they are delivered too.
+    /// Opens (creating) the spool in `dir`. Lines a previous run left (in `current.log` or
+    /// `closing/`) are closed into ready files, so that they are delivered too.
     pub fn open(dir: &Path, max_bytes: u64, dropped: Arc<AtomicU64>) -> io::Result<Spool> {
         fs::create_dir_all(dir.join(READY))?;
+        fs::create_dir_all(dir.join(CLOSING))?;
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             state: Mutex::default(),
+            compressing: Mutex::new(()),
             dropped,
         };
         {
             let mut st = spool.lock();
-            for entry in fs::read_dir(dir.join(READY))? {
-                let entry = entry?;
-                if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                    let _ = fs::remove_file(entry.path());
-                } else {
-                    st.ready_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-            }
-            let leftover = spool.current_path();
-            if let Ok(text) = fs::read(&leftover) {
+            st.ready_bytes = dir_bytes(&dir.join(READY), true)?;
+            st.closing_bytes = dir_bytes(&dir.join(CLOSING), false)?;
+            if let Ok(text) = fs::read(spool.current_path()) {
                 st.current_bytes = text.len() as u64;
                 st.current_lines = text.iter().filter(|&&b| b == b'\n').count() as u64;
             }
-            spool.close_current(&mut st, now_ms())?;
+            spool.take_current(&mut st)?;
         }
+        spool.compress_closing()?;
         Ok(spool)
     }
 
@@ -107,67 +114,99 @@ impl Spool {
     /// Appends a block of `lines` complete lines. Past the cap, the current file is closed
     /// early and the oldest ready files go.
     pub fn append(&self, block: &[u8], lines: u64) -> io::Result<()> {
-        let mut st = self.lock();
-        let written = (|| {
-            if st.current.is_none() {
-                st.current = Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(self.current_path())?,
-                );
+        let over = {
+            let mut st = self.lock();
+            if let Err(e) = self.write_current(&mut st, block) {
+                self.dropped.fetch_add(lines, Ordering::Relaxed);
+                st.current = None;
+                return Err(e);
             }
-            match st.current.as_mut() {
-                Some(f) => f.write_all(block),
-                None => Ok(()),
-            }
-        })();
-        if let Err(e) = written {
-            self.dropped.fetch_add(lines, Ordering::Relaxed);
-            st.current = None;
-            return Err(e);
-        }
-        st.current_bytes += block.len() as u64;
-        st.current_lines += lines;
-        if st.current_bytes + st.ready_bytes > self.max_bytes {
-            self.close_current(&mut st, now_ms())?;
-            self.enforce_cap(&mut st);
+            st.current_bytes += block.len() as u64;
+            st.current_lines += lines;
+            st.total() > self.max_bytes
+        };
+        if over {
+            self.rotate()?;
         }
         Ok(())
     }
 
-    /// Closes the current file into a ready one (nothing when it holds no line).
+    fn write_current(&self, st: &mut State, block: &[u8]) -> io::Result<()> {
+        if st.current.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.current_path())?;
+            st.current = Some(f);
+        }
+        match st.current.as_mut() {
+            Some(f) => f.write_all(block),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the current file into a ready one (nothing when it holds no line). Only the
+    /// rename happens under the lock the writer takes; the compression does not.
     pub fn rotate(&self) -> io::Result<()> {
-        let mut st = self.lock();
-        self.close_current(&mut st, now_ms())?;
-        self.enforce_cap(&mut st);
-        Ok(())
+        self.take_current(&mut self.lock())?;
+        self.compress_closing()
     }
 
-    fn close_current(&self, st: &mut State, end_ms: i64) -> io::Result<()> {
+    /// Moves `current.log` to `closing/{end_ms}-{random}-{lines}.log`.
+    fn take_current(&self, st: &mut State) -> io::Result<()> {
         st.current = None;
         if st.current_lines == 0 {
             return Ok(());
         }
-        let random = random_part();
-        let name = format!("{end_ms:013}-{random}-{}.log.gz", st.current_lines);
-        let tmp = self.dir.join(READY).join(format!("{TMP_PREFIX}{name}"));
-        let size = gzip(&self.current_path(), &tmp)?;
-        fs::rename(&tmp, self.dir.join(READY).join(&name))?;
-        fs::remove_file(self.current_path())?;
-        st.ready_bytes += size;
+        let name = format!(
+            "{:013}-{}-{}.log",
+            now_ms(),
+            random_part(),
+            st.current_lines
+        );
+        fs::rename(self.current_path(), self.dir.join(CLOSING).join(name))?;
+        st.closing_bytes += st.current_bytes;
         st.current_bytes = 0;
         st.current_lines = 0;
         Ok(())
     }
 
+    /// Gzips every file of `closing/` into `ready/`, then applies the cap.
+    fn compress_closing(&self) -> io::Result<()> {
+        let _one = self.compressing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut closing: Vec<PathBuf> = fs::read_dir(self.dir.join(CLOSING))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        closing.sort();
+        for path in closing {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let raw = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let tmp = self.dir.join(READY).join(format!("{TMP_PREFIX}{name}.gz"));
+            let size = gzip(&path, &tmp)?;
+            fs::rename(&tmp, self.dir.join(READY).join(format!("{name}.gz")))?;
+            fs::remove_file(&path)?;
+            let mut st = self.lock();
+            st.closing_bytes = st.closing_bytes.saturating_sub(raw);
+            st.ready_bytes += size;
+        }
+        self.enforce_cap(&mut self.lock());
+        Ok(())
+    }
+
     /// Deletes the oldest ready files while the spool is over its cap.
     fn enforce_cap(&self, st: &mut State) {
-        if st.current_bytes + st.ready_bytes <= self.max_bytes {
+        if st.total() <= self.max_bytes {
             return;
         }
         for f in self.list() {
-            if st.current_bytes + st.ready_bytes <= self.max_bytes {
+            if st.total() <= self.max_bytes {
                 break;
             }
             let size = fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
@@ -211,11 +250,25 @@ impl Spool {
         }
     }
 
-    /// Bytes on disk: the current file and the ready ones.
+    /// Bytes on disk: the current file, those being closed and the ready ones.
     pub fn bytes(&self) -> u64 {
-        let st = self.lock();
-        st.current_bytes + st.ready_bytes
+        self.lock().total()
     }
+}
+
+/// Bytes of the files in `dir`; in `ready/` (`ready`), half-written gzip files of a previous
+/// run are removed instead.
+fn dir_bytes(dir: &Path, ready: bool) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if ready && entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let _ = fs::remove_file(entry.path());
+        } else {
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
 
 /// Gzips `from` into `to`; returns the compressed size.
@@ -284,12 +337,23 @@ mod tests {
     fn lines_left_by_a_previous_run_are_closed_into_a_ready_file() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join(READY)).unwrap();
+        fs::create_dir_all(dir.path().join(CLOSING)).unwrap();
         fs::write(dir.path().join(CURRENT), "x\ny\n").unwrap();
+        fs::write(
+            dir.path()
+                .join(CLOSING)
+                .join("0000000000001-abcdefgh-1.log"),
+            "w\n",
+        )
+        .unwrap();
         fs::write(dir.path().join(READY).join(".tmp-half"), "junk").unwrap();
         let spool = Spool::open(dir.path(), 1 << 20, Arc::default()).unwrap();
         let ready = spool.ready();
-        assert_eq!(ready.len(), 1);
-        assert_eq!(ready[0].lines, 2);
+        assert_eq!(ready.len(), 2);
+        assert_eq!((ready[0].end_ms, ready[0].lines), (1, 1));
+        assert_eq!(gunzip(&ready[0].path), "w\n");
+        assert_eq!(ready[1].lines, 2);
+        assert_eq!(gunzip(&ready[1].path), "x\ny\n");
         assert!(!dir.path().join(READY).join(".tmp-half").exists());
     }
 

@@ -103,7 +103,8 @@ impl Uploader {
 
     async fn put(&self, client: &aws_sdk_s3::Client, f: &Ready) -> Result<(), String> {
         let key = object_key(&self.cfg, self.kind, self.node_ip, f.end_ms, &f.random);
-        let body = tokio::fs::read(&f.path)
+        // Streamed from the file: a large interval's file is never held in memory whole.
+        let body = ByteStream::from_path(&f.path)
             .await
             .map_err(|e| format!("cannot read {}: {e}", f.path.display()))?;
         let sent = client
@@ -111,7 +112,7 @@ impl Uploader {
             .bucket(&self.cfg.bucket)
             .key(&key)
             .content_type("application/x-gzip")
-            .body(ByteStream::from(body))
+            .body(body)
             .send()
             .await;
         sent.map(|_| ()).map_err(|e| {
