@@ -253,4 +253,79 @@ fn container_file_passes_hadolint_and_runs_unprivileged() {
         .expect("[profile.dist]");
     assert!(dist.contains("strip = \"debuginfo\""), "{dist}");
     assert!(dist.contains("split-debuginfo = \"packed\""), "{dist}");
+    build_stage_has_every_source(&text);
+}
+
+/// No container runtime here, so the build stage's inputs are checked instead: the manifest,
+/// the lock file, every target path Cargo.toml names, and every file the sources compile in
+/// (`include_str!`/`include_bytes!` outside unit tests) are copied into it.
+fn build_stage_has_every_source(dockerfile: &str) {
+    let copied: Vec<String> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[..words.len() - 1]
+                .iter()
+                .map(|w| w.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let is_copied = |path: &str| {
+        copied
+            .iter()
+            .any(|c| path == c || path.starts_with(&format!("{c}/")))
+    };
+    for need in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "benches/headers.rs",
+    ] {
+        assert!(is_copied(need), "{need} is not copied into the build stage");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = deploy_file("Cargo.toml");
+    for line in cargo.lines() {
+        if let Some(p) = line.strip_prefix("path = \"") {
+            let p = p.trim_end_matches('"');
+            assert!(
+                is_copied(p),
+                "{p} (Cargo.toml) is not copied into the build stage"
+            );
+        }
+    }
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Unit tests' fixtures are not part of the build.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let parts = ["include_str!(\"", "include_bytes!(\""]
+                .into_iter()
+                .flat_map(|m| text.split(m).skip(1));
+            for part in parts {
+                let Some((rel, _)) = part.split_once('"') else {
+                    continue;
+                };
+                let file = path.parent().unwrap().join(rel);
+                let file = file
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let rel = file.strip_prefix(root.canonicalize().unwrap()).unwrap();
+                let rel = rel.to_string_lossy();
+                assert!(
+                    is_copied(&rel),
+                    "{rel} (compiled in by {}) is not copied into the build stage",
+                    path.display()
+                );
+            }
+        }
+    }
 }
