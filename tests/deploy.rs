@@ -254,6 +254,43 @@ fn container_file_passes_hadolint_and_runs_unprivileged() {
     assert!(dist.contains("strip = \"debuginfo\""), "{dist}");
     assert!(dist.contains("split-debuginfo = \"packed\""), "{dist}");
     build_stage_has_every_source(&text);
+    builder_is_new_enough(&text);
+}
+
+/// The builder image's Rust is at least what every locked dependency declares it needs
+/// (`cargo metadata`, offline).
+fn builder_is_new_enough(dockerfile: &str) {
+    let image = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .expect("a rust: build stage");
+    let version = |v: &str| -> Vec<u64> {
+        v.split(['.', '-', ' '])
+            .take(3)
+            .map_while(|p| p.parse().ok())
+            .collect()
+    };
+    let builder = version(image);
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in meta["packages"].as_array().unwrap() {
+        if let Some(need) = p["rust_version"].as_str() {
+            assert!(
+                version(need) <= builder,
+                "{} needs Rust {need}; the build stage has {image}",
+                p["name"]
+            );
+        }
+    }
 }
 
 /// No container runtime here, so the build stage's inputs are checked instead: the manifest,
