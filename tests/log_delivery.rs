@@ -23,14 +23,15 @@ const VERIFY: &str = "mode = \"verify\"\ntrust_store = \"corp\"";
 const BUCKET: &str = "alb-logs";
 const ACCOUNT: &str = "123456789012";
 
-/// The config's log sections, replaced by ones that deliver to S3 every second (and keep a
-/// local copy of the connection log in ALB's format, to compare with what S3 received).
-fn with_delivery(text: String) -> String {
+/// The config's log sections, replaced by ones that deliver to S3 every `interval` seconds
+/// (and keep a local copy of the connection log in ALB's format, to compare with what S3
+/// received).
+fn with_delivery(text: String, interval: u64) -> String {
     let logs = format!(
         "[connection_log]\npath = \"conn.log\"\nformat = \"alb\"\ns3 = \"s3://{BUCKET}/lb\"\n\
-         s3_interval_secs = 1\naccount_id = \"{ACCOUNT}\"\nload_balancer_name = \"edge\"\n\
+         s3_interval_secs = {interval}\naccount_id = \"{ACCOUNT}\"\nload_balancer_name = \"edge\"\n\
          s3_spool_dir = \"spool\"\n\n\
-         [access_log]\nformat = \"alb\"\ns3 = \"s3://{BUCKET}/lb\"\ns3_interval_secs = 1\n\
+         [access_log]\nformat = \"alb\"\ns3 = \"s3://{BUCKET}/lb\"\ns3_interval_secs = {interval}\n\
          account_id = \"{ACCOUNT}\"\nload_balancer_name = \"edge\"\ns3_spool_dir = \"spool\"\n"
     );
     text.replace(
@@ -40,6 +41,10 @@ fn with_delivery(text: String) -> String {
 }
 
 async fn start(pki: &Pki, backend: &Backend, moto: &Moto) -> Proxy {
+    start_every(pki, backend, moto, 1).await
+}
+
+async fn start_every(pki: &Pki, backend: &Backend, moto: &Moto, interval: u64) -> Proxy {
     Proxy::start_edited(
         pki,
         backend.addr,
@@ -48,7 +53,7 @@ async fn start(pki: &Pki, backend: &Backend, moto: &Moto) -> Proxy {
             "{}\n[admin]\nbind = \"127.0.0.1:0\"\n",
             s3_table(&moto.endpoint())
         ),
-        with_delivery,
+        |t| with_delivery(t, interval),
     )
     .await
 }
@@ -319,4 +324,44 @@ async fn a_missing_bucket_and_an_s3_outage_lose_no_spooled_line() {
         0.0
     );
     p.server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// With an hour-long interval nothing is due before shutdown: the last round at shutdown
+/// closes the spool's files and delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_what_the_interval_has_not() {
+    aws_env_in_process();
+    let moto = Moto::start();
+    let s3 = moto.client();
+    s3.create_bucket(BUCKET).await;
+    let pki = Pki::new();
+    let backend = Backend::start().await;
+    let p = start_every(&pki, &backend, &moto, 3600).await;
+    let good = client_config(&pki, Some((&pki.good, &[&pki.inter])), &[]);
+    for i in 0..2 {
+        assert_eq!(
+            get(p.addr, good.clone(), &format!("/s{i}")).await.unwrap(),
+            200
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        delivered(&s3, true).await.is_empty(),
+        "delivered before the interval"
+    );
+    let dir = p.dir.path().to_path_buf();
+    let t = Instant::now();
+    p.server.shutdown(Duration::from_secs(5)).await;
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let conn: Vec<String> = delivered(&s3, true).await.into_values().flatten().collect();
+    let access: Vec<String> = delivered(&s3, false)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!((conn.len(), access.len()), (2, 2), "{conn:#?} {access:#?}");
+    let ready = std::fs::read_dir(dir.join("spool/connection/ready"))
+        .unwrap()
+        .count();
+    assert_eq!(ready, 0, "files left in the spool");
 }

@@ -66,8 +66,11 @@ impl Logs {
             }
         })
         .await;
+        for d in &self.deliveries {
+            d.stop();
+        }
         for d in self.deliveries {
-            d.finish(Duration::from_secs(15)).await;
+            d.wait(Duration::from_secs(15)).await;
         }
     }
 }

@@ -105,10 +105,17 @@ impl Delivery {
         })
     }
 
-    /// At shutdown, once the log's writer has flushed: closes the spool's file and uploads
-    /// what it can within `timeout`. What is not uploaded stays spooled for the next start.
-    pub async fn finish(mut self, timeout: Duration) {
+    /// At shutdown, once the log's writer has flushed: the upload task closes the spool's
+    /// file and makes a last round (10 s at most). Call on every delivery before waiting on
+    /// any, so that their last rounds run together.
+    pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Waits (at most `timeout`) for the last round; what was not uploaded stays spooled for
+    /// the next start.
+    pub async fn wait(mut self, timeout: Duration) {
+        self.stop();
         if let Some(task) = self.task.take() {
             if tokio::time::timeout(timeout, task).await.is_err() {
                 tracing::warn!(
