@@ -75,7 +75,7 @@ impl Uploader {
                 }
             }
             if Instant::now() >= next_close {
-                next_close += self.cfg.interval;
+                next_close = Instant::now() + self.cfg.interval;
                 self.close().await;
             }
             due = true;
