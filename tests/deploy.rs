@@ -1,7 +1,7 @@
 //! The files in `deploy/`: the Prometheus alert rules parse (with promtool when installed) and
 //! name only metrics certgate exports; the systemd unit, the Kubernetes manifests and the container
 //! file pass their own tools (systemd-analyze, kubernetes-validate, hadolint, installed by
-//! scripts/test).
+//! scripts/test); the unit's system-call filter admits every call certgate makes under strace.
 
 use std::path::Path;
 use std::process::Command;
@@ -364,5 +364,124 @@ fn build_stage_has_every_source(dockerfile: &str) {
                 );
             }
         }
+    }
+}
+
+/// The syscalls named by `systemd-analyze syscall-filter GROUP`, groups expanded.
+fn syscall_group(name: &str, out: &mut std::collections::BTreeSet<String>) {
+    let text = run_tool(
+        "systemd-analyze",
+        &["syscall-filter".as_ref(), name.as_ref()],
+        false,
+    );
+    for word in text.lines().map(str::trim) {
+        if word.is_empty() || word.starts_with('#') || word == name {
+            continue;
+        }
+        if word.starts_with('@') {
+            syscall_group(word, out);
+        } else {
+            out.insert(word.to_string());
+        }
+    }
+}
+
+/// The unit's system-call filter cannot be tried without systemd as init, so certgate runs
+/// under strace instead (the demo: a verify-mode handshake, a proxied request to the echo
+/// backend, the connection log, SIGTERM and drain), and every system call it made must be one
+/// the unit allows and does not deny.
+#[test]
+fn the_units_syscall_filter_allows_what_certgate_calls() {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+    let unit = deploy_file("deploy/systemd/certgate.service");
+    let (mut allowed, mut denied) = (BTreeSet::new(), BTreeSet::new());
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        let (set, groups) = match value.strip_prefix('~') {
+            Some(rest) => (&mut denied, rest),
+            None => (&mut allowed, value),
+        };
+        for g in groups.split_whitespace() {
+            syscall_group(g, set);
+        }
+    }
+    assert!(
+        allowed.contains("read") && denied.contains("setrlimit"),
+        "{allowed:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_certgate"))
+        .args(["demo", "--bind", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("strace is not installed ({e}); scripts/test installs it"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "certgate demo never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("truststores/demo");
+    let curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(demo.join("root-ca.pem"))
+        .arg("--cert")
+        .arg(demo.join("good-client.pem"))
+        .arg("--key")
+        .arg(demo.join("good-client.key"))
+        .arg(format!("https://127.0.0.1:{port}/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
+    // SIGTERM to certgate (strace's child), then strace ends with it.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
+    let pid = children.split_whitespace().next().expect("certgate's pid");
+    assert!(Command::new("kill")
+        .args(["-TERM", pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while strace.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+            let _ = strace.kill();
+            panic!("certgate did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let used: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|call| call.split_once('(').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+        .collect();
+    assert!(
+        used.contains("accept4") || used.contains("accept"),
+        "{used:?}"
+    );
+    for call in &used {
+        assert!(
+            allowed.contains(*call) && !denied.contains(*call),
+            "certgate calls {call}, which the unit's SystemCallFilter refuses"
+        );
     }
 }
