@@ -1,6 +1,7 @@
 //! The running proxy: loads trust stores, binds every listener, starts the background tasks
 //! (store refresh, health checks, memory trim), reloads on demand and drains on shutdown.
 
+mod logs;
 mod signals;
 mod view;
 
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness, Serving};
-use crate::config::{Config, ListenerConfig, ListenerProtocol, LogDestination, LogFormat};
+use crate::config::{Config, ListenerConfig, ListenerProtocol, LogFormat};
 use crate::jwt::Validator;
 use crate::listener::{accept_loop, AcceptContext, ConnLog, Listener};
 use crate::metrics::{Exporter, ListenerMetrics, Metrics, RequestMetrics};
@@ -83,23 +84,12 @@ pub struct Server {
     graceful: Option<Arc<GracefulShutdown>>,
     tasks: Vec<JoinHandle<()>>,
     pub conn_log: LogSink,
-    access_log: Option<LogSink>,
+    logs: Option<logs::Logs>,
     /// `/readyz`'s answer, turned to 503 by SIGTERM.
     pub readiness: Arc<Readiness>,
     admin: Option<Admin>,
     /// How long `/readyz` says 503 before the listeners close (with `[admin]` only).
     shutdown_delay: Duration,
-}
-
-fn open_log(dest: &LogDestination, what: &'static str) -> Result<LogSink, StartError> {
-    LogSink::open(dest, what).map_err(|error| StartError::Log {
-        what,
-        dest: match dest {
-            LogDestination::Stdout => "stdout".to_string(),
-            LogDestination::File(p) => p.display().to_string(),
-        },
-        error,
-    })
 }
 
 impl Server {
@@ -123,11 +113,9 @@ impl Server {
         let sources = Sources::new(config.s3.clone());
         let (stores, states) = loader::load_all(&config, &sources).await?;
         let validators = load_validators(&config, &metrics).await?;
-        let conn_log = open_log(&config.connection_log.destination, "connection log")?;
-        let access_log = match &config.access_log {
-            Some(d) => Some(open_log(d, "access log")?),
-            None => None,
-        };
+        let logs = logs::Logs::open(&config)?;
+        let (conn_log, access_log) = (logs.conn.clone(), logs.access.clone());
+        let log_uploads = logs.uploads();
         let groups = crate::upstream::groups(&config);
         let cert_sources = Arc::new(Sources::new(config.s3.clone()));
         let mut bound = Vec::new();
@@ -200,6 +188,7 @@ impl Server {
                 reloader: reloader.clone(),
                 groups,
                 logs,
+                uploads: log_uploads,
             });
             admin.serve(Serving {
                 exporter: Exporter::new(&metrics, view.clone()),
@@ -216,7 +205,7 @@ impl Server {
             graceful: Some(graceful),
             tasks,
             conn_log,
-            access_log,
+            logs: Some(logs),
             readiness,
             shutdown_delay: config
                 .admin
@@ -287,15 +276,9 @@ impl Server {
                 .is_ok(),
             None => false,
         };
-        let sinks: Vec<LogSink> = std::iter::once(self.conn_log.clone())
-            .chain(self.access_log.clone())
-            .collect();
-        let _ = tokio::task::spawn_blocking(move || {
-            for s in sinks {
-                s.flush(Duration::from_secs(2));
-            }
-        })
-        .await;
+        if let Some(logs) = self.logs.take() {
+            logs.close().await;
+        }
         if let Some(admin) = self.admin.take() {
             admin.close().await;
         }

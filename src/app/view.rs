@@ -3,6 +3,7 @@
 //! dropped lines. One snapshot per scrape, taken from the state the data path uses.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use x509_parser::prelude::*;
@@ -11,6 +12,7 @@ use crate::admin::TrustStoresView;
 use crate::listener::Listener;
 use crate::metrics::state::StoreSnapshot;
 use crate::metrics::{Snapshot, StateView};
+use crate::observe::delivery::Uploads;
 use crate::observe::LogSink;
 use crate::truststore::reload::Reloader;
 use crate::upstream::TargetGroup;
@@ -21,6 +23,8 @@ pub(super) struct ServerView {
     pub groups: BTreeMap<String, Arc<TargetGroup>>,
     /// (log name as the `log` label shows it, its sink).
     pub logs: Vec<(&'static str, LogSink)>,
+    /// (log name, its S3 upload counts) for the logs delivered to S3.
+    pub uploads: Vec<(&'static str, Arc<Uploads>)>,
 }
 
 impl StateView for ServerView {
@@ -55,6 +59,14 @@ impl StateView for ServerView {
                 .logs
                 .iter()
                 .map(|(name, sink)| (name.to_string(), sink.dropped()))
+                .collect(),
+            log_uploads: self
+                .uploads
+                .iter()
+                .map(|(name, u)| {
+                    let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                    (name.to_string(), n(&u.ok), n(&u.failed))
+                })
                 .collect(),
             now_unix: ::time::OffsetDateTime::now_utc().unix_timestamp(),
         }

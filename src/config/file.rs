@@ -216,16 +216,23 @@ pub enum LogFormatFile {
     Alb,
 }
 
+/// `[connection_log]` and `[access_log]`: where the lines go, their format, and the optional
+/// delivery to S3 the way ALB delivers its logs.
 #[derive(Debug, Default, Deserialize)]
-pub struct ConnectionLogFile {
+pub struct LogFile {
     pub path: Option<String>,
     pub format: Option<LogFormatFile>,
+    /// `s3://bucket[/prefix]`.
+    pub s3: Option<String>,
+    pub s3_interval_secs: Option<u64>,
+    pub account_id: Option<String>,
+    pub load_balancer_name: Option<String>,
+    pub s3_spool_dir: Option<String>,
+    pub s3_spool_max_bytes: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct AccessLogFile {
-    pub path: Option<String>,
-}
+pub type ConnectionLogFile = LogFile;
+pub type AccessLogFile = LogFile;
 
 #[derive(Debug, Deserialize)]
 pub struct RuleFile {

@@ -198,6 +198,7 @@ async fn admitted(
     );
     headers.extend(identity_header(&listener.config, &est.identity));
     let h2 = est.is_h2();
+    let tls = (est.negotiated.protocol, est.negotiated.cipher);
     let thumbprint = cert_thumbprint(listener, mode, &est.chain);
     let Established {
         stream,
@@ -221,6 +222,7 @@ async fn admitted(
         let proxy = listener.proxy.clone();
         let mut cx = ConnContext::new(proxy, trace_id, peer, headers, cert, sni, framing);
         cx.cert_thumbprint = thumbprint;
+        cx.tls = tls;
         cx
     };
     let expires = expiry(listener, mode, leaf_not_after);

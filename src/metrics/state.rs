@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub server_certificates: Vec<(String, String, i64)>,
     /// (log, lines dropped since start).
     pub log_lines_dropped: Vec<(String, u64)>,
+    /// (log, successful and failed uploads of its files to S3 since start).
+    pub log_uploads: Vec<(String, u64, u64)>,
     /// The clock the CRL freshness is judged by, Unix seconds.
     pub now_unix: i64,
 }
@@ -174,6 +176,20 @@ fn series(s: &Snapshot) -> Vec<Series> {
                 .log_lines_dropped
                 .iter()
                 .map(|(log, n)| (vec![("log", log.clone())], count(*n)))
+                .collect(),
+        },
+        Series {
+            name: "certgate_log_uploads",
+            help: "Log files put to S3 (result = success|failure), for logs delivered to S3",
+            kind: MetricType::Counter,
+            samples: s
+                .log_uploads
+                .iter()
+                .flat_map(|(log, ok, failed)| {
+                    [("success", *ok), ("failure", *failed)].map(|(result, n)| {
+                        (vec![("log", log.clone()), ("result", result.to_string())], count(n))
+                    })
+                })
                 .collect(),
         },
     ]

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod connection;
+pub mod delivery;
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -12,7 +13,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::LogDestination;
+use crate::config::{LogDestination, LogFormat};
+use delivery::Spool;
 
 /// Lines queued per log before new ones are dropped (and counted). The queue's slots are
 /// allocated up front (32 bytes each); with the writer draining it every 10 ms this holds
@@ -36,13 +38,15 @@ enum Msg {
 pub struct LogSink {
     tx: SyncSender<Msg>,
     counts: Arc<Counts>,
+    /// The line format this log's destinations take.
+    format: LogFormat,
 }
 
 /// What a sink and its writer thread share.
 #[derive(Debug, Default)]
 struct Counts {
-    /// Lines lost to a full queue or a failing destination.
-    dropped: AtomicU64,
+    /// Lines lost to a full queue, a failing destination or the S3 spool's cap.
+    dropped: Arc<AtomicU64>,
     /// Bytes of the lines accepted and not yet handed to the destination (see [`QUEUE_BYTES`]).
     held: AtomicUsize,
 }
@@ -66,22 +70,46 @@ impl Counts {
 impl LogSink {
     /// Opens the destination (appending to files) and starts its writer thread.
     pub fn open(dest: &LogDestination, what: &'static str) -> io::Result<LogSink> {
-        let out: Box<dyn Write + Send> = match dest {
-            LogDestination::Stdout => Box::new(io::stdout()),
-            LogDestination::File(p) => {
+        Self::open_with(Some(dest), None, LogFormat::Json, what, Arc::default())
+    }
+
+    /// A log with a local destination, a spool for delivery to S3, or both; `dropped` counts
+    /// the lines lost (the spool counts its own drops there too).
+    pub fn open_with(
+        dest: Option<&LogDestination>,
+        spool: Option<Arc<Spool>>,
+        format: LogFormat,
+        what: &'static str,
+        dropped: Arc<AtomicU64>,
+    ) -> io::Result<LogSink> {
+        let out: Option<Box<dyn Write + Send>> = match dest {
+            None => None,
+            Some(LogDestination::Stdout) => Some(Box::new(io::stdout())),
+            Some(LogDestination::File(p)) => {
                 if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent)?;
                 }
-                Box::new(OpenOptions::new().create(true).append(true).open(p)?)
+                Some(Box::new(
+                    OpenOptions::new().create(true).append(true).open(p)?,
+                ))
             }
         };
         let (tx, rx) = sync_channel(QUEUE_LINES);
-        let counts = Arc::new(Counts::default());
+        let counts = Arc::new(Counts {
+            dropped,
+            held: AtomicUsize::new(0),
+        });
         let c = counts.clone();
+        let outputs = Outputs { out, spool };
         std::thread::Builder::new()
             .name(format!("certgate-{what}"))
-            .spawn(move || writer(rx, out, &c, what))?;
-        Ok(LogSink { tx, counts })
+            .spawn(move || writer(rx, outputs, &c, what))?;
+        Ok(LogSink { tx, counts, format })
+    }
+
+    /// The line format this log wants: the caller formats records accordingly.
+    pub fn format(&self) -> LogFormat {
+        self.format
     }
 
     /// Queues one line (without its newline). Never blocks: a queue full in lines or in bytes
@@ -131,13 +159,45 @@ impl LogSink {
     }
 }
 
-fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, counts: &Counts, what: &str) {
+/// Where a log's writer thread puts its blocks of lines.
+struct Outputs {
+    out: Option<Box<dyn Write + Send>>,
+    spool: Option<Arc<Spool>>,
+}
+
+impl Outputs {
+    /// Hands a block of `lines` lines to every destination. The spool counts its own losses;
+    /// the error returned is the local destination's.
+    fn write(
+        &mut self,
+        buf: &[u8],
+        lines: u64,
+        what: &str,
+        spool_warned: &mut Option<Instant>,
+    ) -> io::Result<()> {
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.append(buf, lines) {
+                if spool_warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    *spool_warned = Some(Instant::now());
+                    tracing::error!(log = what, spool = %spool.dir().display(), error = %e, "cannot write the S3 log spool; dropping lines");
+                }
+            }
+        }
+        match &mut self.out {
+            Some(out) => out.write_all(buf).and_then(|_| out.flush()),
+            None => Ok(()),
+        }
+    }
+}
+
+fn writer(rx: Receiver<Msg>, mut out: Outputs, counts: &Counts, what: &str) {
     let dropped = &counts.dropped;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut last_warning: Option<Instant> = None;
     let mut failing = false;
     let mut flushes = Vec::new();
     let mut reported_drops = 0u64;
+    let mut spool_warned = None;
     while let Ok(first) = rx.recv() {
         buf.clear();
         let mut batch = 0u64;
@@ -156,7 +216,11 @@ fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, counts: &Counts, wh
                 next = rx.try_recv().ok();
             }
         }
-        let written = out.write_all(&buf).and_then(|_| out.flush());
+        let written = if batch == 0 {
+            Ok(())
+        } else {
+            out.write(&buf, batch, what, &mut spool_warned)
+        };
         // The lines' bytes are held until the destination took them (or failed).
         counts.release(buf.len());
         match written {
@@ -283,6 +347,25 @@ mod tests {
             "{kept} lines of 60 KB held for a stalled destination (at most {max_kept})"
         );
         assert!(sink.held_bytes() <= QUEUE_BYTES, "{}", sink.held_bytes());
+    }
+
+    /// Lines the S3 spool drops at its cap count as the log's dropped lines (the metric).
+    #[test]
+    fn spool_drops_count_as_dropped_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let dropped: Arc<AtomicU64> = Arc::default();
+        let spool = Arc::new(Spool::open(dir.path(), 64 * 1024, dropped.clone()).unwrap());
+        let sink =
+            LogSink::open_with(None, Some(spool.clone()), LogFormat::Alb, "test", dropped).unwrap();
+        for _ in 0..5_000 {
+            sink.write(format!("{:064x}", rand::random::<u128>()));
+        }
+        assert!(sink.flush(Duration::from_secs(5)));
+        spool.rotate().unwrap();
+        let kept: u64 = spool.ready().iter().map(|f| f.lines).sum();
+        assert!(sink.dropped() > 0);
+        assert_eq!(kept + sink.dropped(), 5_000);
+        assert!(spool.bytes() <= 64 * 1024);
     }
 
     #[test]

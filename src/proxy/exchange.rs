@@ -9,6 +9,7 @@ use http::Response;
 
 use super::framing::Rejection;
 use super::ConnContext;
+use crate::config::LogFormat;
 use crate::http::{version_name, Body, ProxyError};
 use crate::observe::access::{clip, AccessRecord};
 
@@ -87,6 +88,8 @@ impl Exchange {
         log.leaf_client_cert_subject = cert.leaf.as_ref().map(|l| l.subject.clone());
         log.client_identity = cert.identity.value().map(str::to_string);
         log.client_identity_detail = cert.identity.missing().map(str::to_string);
+        (log.ssl_protocol, log.ssl_cipher) = ctx.tls;
+        log.domain_name = ctx.sni.clone();
     }
 
     /// The host the request is for (authority, else Host), as the client wrote it.
@@ -161,7 +164,10 @@ impl Exchange {
             (total - log.request_processing_time - log.target_processing_time.max(0.0)).max(0.0),
         );
         if let Some(sink) = &ctx.settings.access_log {
-            sink.write(log.to_json());
+            sink.write(match sink.format() {
+                LogFormat::Json => log.to_json(),
+                LogFormat::Alb => log.to_alb(),
+            });
         }
         response
     }

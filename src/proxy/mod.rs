@@ -151,6 +151,8 @@ pub struct ConnContext {
     pub cert_thumbprint: Option<[u8; 32]>,
     /// A WebSocket upgrade the target accepted, for the connection task to relay.
     pub relay: websocket::RelaySlot,
+    /// The handshake's protocol and cipher (OpenSSL names), for ALB's access-log line.
+    pub tls: (Option<&'static str>, Option<&'static str>),
 }
 
 impl ConnContext {
@@ -175,6 +177,7 @@ impl ConnContext {
             framing,
             cert_thumbprint: None,
             relay: std::sync::Mutex::new(None),
+            tls: (None, None),
         }
     }
 }

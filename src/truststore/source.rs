@@ -60,27 +60,7 @@ impl Sources {
     }
 
     async fn s3(&self) -> &aws_sdk_s3::Client {
-        self.s3
-            .get_or_init(|| async {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(5))
-                            .operation_attempt_timeout(Duration::from_secs(60))
-                            .build(),
-                    );
-                if let Some(region) = &self.settings.region {
-                    loader = loader.region(aws_config::Region::new(region.clone()));
-                }
-                let shared = loader.load().await;
-                let mut b = aws_sdk_s3::config::Builder::from(&shared)
-                    .force_path_style(self.settings.force_path_style);
-                if let Some(url) = &self.settings.endpoint_url {
-                    b = b.endpoint_url(url);
-                }
-                aws_sdk_s3::Client::from_conf(b.build())
-            })
-            .await
+        self.s3.get_or_init(|| client(&self.settings)).await
     }
 
     fn endpoint(&self) -> String {
@@ -208,6 +188,27 @@ impl Sources {
     }
 }
 
+/// An S3 client from `[s3]` and the standard AWS credential chain, with bounded timeouts.
+/// Shared by trust-store sources and log delivery.
+pub async fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build(),
+    );
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    let mut b =
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+    if let Some(url) = &settings.endpoint_url {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
+}
+
 /// One line for an SDK error: the service's code and message with the HTTP status, or the
 /// transport failure with its causes — not the raw response the SDK's own formatting appends.
 /// Why an object's body was not read whole.
@@ -238,7 +239,7 @@ async fn read_capped(
     Ok(bytes)
 }
 
-fn sdk_error<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> String
+pub fn sdk_error<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -82,9 +82,15 @@ pub struct Moto {
 impl Moto {
     /// Starts moto on a free port and waits (bounded) until it accepts connections.
     pub fn start() -> Moto {
+        Self::start_on(None)
+    }
+
+    /// Starts moto on `port` (a free one when None): a server stopped with [`Moto::stop`] can
+    /// come back at the same address, empty.
+    pub fn start_on(port: Option<u16>) -> Moto {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(port.unwrap_or_else(free_port)) {
                 Ok(m) => return m,
                 Err(e) => last = e,
             }
@@ -92,12 +98,11 @@ impl Moto {
         panic!("cannot start moto_server (pip install 'moto[server]'): {last}");
     }
 
-    fn try_start() -> Result<Moto, String> {
+    fn try_start(port: u16) -> Result<Moto, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let log = dir.path().join("moto.log");
         let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let port = free_port();
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -235,6 +240,34 @@ impl S3 {
             .send()
             .await
             .unwrap_or_else(|e| panic!("enable versioning on {bucket}: {e:?}"));
+    }
+
+    /// Every object under `prefix`: (key, bytes), in key order.
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e:?}"));
+            for o in page.contents() {
+                let key = o.key().unwrap_or_default().to_string();
+                let body = self.get(bucket, &key).await.unwrap_or_default();
+                out.push((key, body));
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Stores `body` as the new current version of `key`.

@@ -30,8 +30,9 @@ pub struct Config {
     pub s3: S3Settings,
     /// Declared groups and the one-target groups of `backend = "URL"` listeners.
     pub target_groups: BTreeMap<String, TargetGroupConfig>,
-    pub connection_log: ConnectionLogConfig,
-    pub access_log: Option<LogDestination>,
+    pub connection_log: LogConfig,
+    /// None when `[access_log]` is absent (or has neither `path` nor `s3`).
+    pub access_log: Option<LogConfig>,
     /// `[jwt_validation.NAME]`, by name.
     pub jwt_validators: BTreeMap<String, JwtValidatorConfig>,
     /// The admin endpoint; none when `[admin]` is absent.
@@ -68,8 +69,33 @@ pub enum LogFormat {
     Alb,
 }
 
+/// `[connection_log]` or `[access_log]`.
 #[derive(Debug, Clone)]
-pub struct ConnectionLogConfig {
-    pub destination: LogDestination,
+pub struct LogConfig {
+    /// The local copy; None when the log only goes to S3.
+    pub destination: Option<LogDestination>,
     pub format: LogFormat,
+    pub s3: Option<LogDelivery>,
 }
+
+/// A log delivered to S3 as ALB delivers its logs: gzip files of ALB lines under ALB's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDelivery {
+    pub bucket: String,
+    /// Key prefix without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    pub interval: std::time::Duration,
+    pub account_id: String,
+    pub load_balancer_name: String,
+    /// `[s3] region`, which ALB's key layout names.
+    pub region: String,
+    /// Where lines wait until uploaded (one subdirectory per log).
+    pub spool_dir: PathBuf,
+    /// Bytes the spool may take on disk; beyond it the oldest lines are dropped.
+    pub spool_max_bytes: u64,
+}
+
+/// ALB's default delivery interval is 5 minutes.
+pub const DEFAULT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Spool cap by default: 1 GiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;

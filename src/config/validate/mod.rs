@@ -8,6 +8,7 @@ mod certificates;
 mod identity;
 mod jwt;
 mod listener;
+mod logs;
 mod plain;
 mod problems;
 mod redirect;
@@ -18,9 +19,9 @@ mod trust_store;
 
 use std::path::Path;
 
-use super::file::{AccessLogFile, ConnectionLogFile, FileConfig, LogFormatFile, S3File};
-use super::model::{Config, ConnectionLogConfig, LogDestination, LogFormat, S3Settings};
-use problems::{resolve, Problems};
+use super::file::{FileConfig, S3File};
+use super::model::{Config, S3Settings};
+use problems::Problems;
 
 /// Turns the file model into the runtime model, or returns every problem found.
 pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
@@ -32,8 +33,8 @@ pub fn validate(cfg: FileConfig, base: &Path) -> Result<Config, Vec<String>> {
     let jwt_validators = jwt::validators(&cfg.jwt_validation, base, &mut p);
     let mut cx = listener::Context::new(base, &trust_stores, &mut target_groups, &jwt_validators);
     let listeners = listener::listeners(&cfg.listener, &mut cx, &mut p);
-    let connection_log = connection_log(cfg.connection_log, base);
-    let access_log = access_log(cfg.access_log, base);
+    let connection_log = logs::connection_log(cfg.connection_log.as_ref(), &s3, base, &mut p);
+    let access_log = logs::access_log(cfg.access_log.as_ref(), &s3, base, &mut p);
     let admin = admin::admin(cfg.admin.as_ref(), &listeners, &mut p);
     p.finish(Config {
         listeners,
@@ -64,30 +65,6 @@ fn s3(f: Option<&S3File>, p: &mut Problems) -> S3Settings {
     s3.region = f.region.clone();
     s3.force_path_style = f.force_path_style.unwrap_or(false);
     s3
-}
-
-fn connection_log(c: Option<ConnectionLogFile>, base: &Path) -> ConnectionLogConfig {
-    let c = c.unwrap_or_default();
-    ConnectionLogConfig {
-        destination: destination(base, c.path.as_deref().unwrap_or("-")),
-        format: match c.format.unwrap_or(LogFormatFile::Json) {
-            LogFormatFile::Json => LogFormat::Json,
-            LogFormatFile::Alb => LogFormat::Alb,
-        },
-    }
-}
-
-fn access_log(a: Option<AccessLogFile>, base: &Path) -> Option<LogDestination> {
-    a.and_then(|a| a.path).map(|path| destination(base, &path))
-}
-
-/// `-` is stdout; anything else a file, relative to the config file's directory.
-fn destination(base: &Path, path: &str) -> LogDestination {
-    if path == "-" {
-        LogDestination::Stdout
-    } else {
-        LogDestination::File(resolve(base, path))
-    }
 }
 
 #[cfg(test)]
