@@ -7,7 +7,17 @@ mod validate;
 
 pub use model::{
     AdminConfig, Algorithm, CertFacts, ChainLimits, ClaimCondition, ClaimFormat,
-    ClientIdentityConfig, Config, ExpiredCrls, FixedResponse, HeaderNames, HealthCheckConfig, JwksSource, JwtAlgorithm, JwtValidatorConfig, KeyPassword, ListenerConfig, ListenerProtocol, LogConfig, LogDelivery, LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode, ProtocolVersion, Redirect, RequestFacts, RequestLimits, ResponseHeaders, Routes, Rule, RuleAction, S3Settings, ServerCertificate, Source, SslPolicy, TargetGroupConfig, TargetTls, TargetUrl, Timeouts, TokenSource, TrustStoreConfig, WeightedGroup, DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CERTIFICATE_REFRESH_INTERVAL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL, DEFAULT_SHUTDOWN_DELAY, GRPC_HEALTH_PATH, RFC9440_CLIENT_CERT, RFC9440_CLIENT_CERT_CHAIN,
+    ClientIdentityConfig, Config, ExpiredCrls, FixedResponse, HeaderNames, HealthCheckConfig,
+    JwksSource, JwtAlgorithm, JwtValidatorConfig, KeyPassword, ListenerConfig, ListenerProtocol,
+    LogConfig, LogDelivery, LogDestination, LogFormat, Matcher, Mode, MutualAuth, OcspMode,
+    ProtocolVersion, Redirect, RequestFacts, RequestLimits, ResponseHeaders, Routes, Rule,
+    RuleAction, S3Settings, ServerCertificate, Source, SslPolicy, TargetGroupConfig, TargetTls,
+    TargetUrl, Timeouts, TokenSource, TrustStoreConfig, WeightedGroup,
+    DEFAULT_BACKEND_CONNECT_TIMEOUT, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CERTIFICATE_REFRESH_INTERVAL,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHAIN_DEPTH,
+    DEFAULT_MAX_CLIENT_CERT_SIZE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_FIELD_BYTES, DEFAULT_REFRESH_INTERVAL, DEFAULT_SHUTDOWN_DELAY,
+    GRPC_HEALTH_PATH, RFC9440_CLIENT_CERT, RFC9440_CLIENT_CERT_CHAIN,
 };
 pub use validate::validate;
 

@@ -47,3 +47,24 @@ pub fn version_name(v: Version) -> &'static str {
         _ => "HTTP/?",
     }
 }
+
+/// Reads a response body whole, refusing one over `limit` bytes as soon as it passes it (a
+/// fetched JWKS or OCSP answer: the peer decides the size, certgate bounds it). `what` names
+/// the body in the error.
+pub async fn read_capped<B>(mut body: B, limit: usize, what: &str) -> Result<Vec<u8>, String>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading {what}: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            out.extend_from_slice(data);
+            if out.len() > limit {
+                return Err(format!("{what} is more than the limit of {limit} bytes"));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -98,18 +97,6 @@ async fn get(client: &HttpsClient, url: &http::Uri) -> Result<Vec<u8>, String> {
     if resp.status() != http::StatusCode::OK {
         return Err(format!("answered HTTP {}", resp.status().as_u16()));
     }
-    let mut body = resp.into_body();
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
-        if let Some(data) = frame.data_ref() {
-            bytes.extend_from_slice(data);
-            if bytes.len() as u64 > MAX_JWKS_BYTES {
-                return Err(format!(
-                    "the JWKS is more than the limit of {MAX_JWKS_BYTES} bytes"
-                ));
-            }
-        }
-    }
-    Ok(bytes)
+    let limit = usize::try_from(MAX_JWKS_BYTES).unwrap_or(usize::MAX);
+    crate::http::read_capped(resp.into_body(), limit, "the JWKS").await
 }

@@ -36,7 +36,11 @@ pub fn check(token: &str) -> Result<(), JwtError> {
 fn decode(what: &str, part: &str) -> Result<Vec<u8>, JwtError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| JwtError::Malformed(format!("the token's {what} is not base64url")))
+        .map_err(|_| {
+            JwtError::Malformed(format!(
+                "the token is not a JWT: its {what} is not base64url"
+            ))
+        })
 }
 
 fn cty(header: &[u8]) -> Option<String> {
@@ -47,8 +51,11 @@ fn cty(header: &[u8]) -> Option<String> {
 /// The member names of a JSON object, refusing one named twice.
 fn members(what: &str, bytes: &[u8]) -> Result<HashSet<String>, JwtError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    de.deserialize_map(Members)
-        .map_err(|e| JwtError::Malformed(format!("the token's {what} is not a JSON object: {e}")))
+    de.deserialize_map(Members).map_err(|e| {
+        JwtError::Malformed(format!(
+            "the token is not a JWT: its {what} is not a JSON object: {e}"
+        ))
+    })
 }
 
 /// Collects an object's member names; a repeated one is an error.

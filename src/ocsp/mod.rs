@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -196,18 +195,7 @@ impl Checker {
         if resp.status() != http::StatusCode::OK {
             return Err(format!("answered HTTP {}", resp.status().as_u16()));
         }
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
-            if let Some(d) = frame.data_ref() {
-                out.extend_from_slice(d);
-                if out.len() > MAX_RESPONSE_BYTES {
-                    return Err(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"));
-                }
-            }
-        }
-        Ok(out)
+        crate::http::read_capped(resp.into_body(), MAX_RESPONSE_BYTES, "the answer").await
     }
 }
 
