@@ -138,7 +138,7 @@ pub static POLICIES: [SslPolicy; 7] = [
 ];
 
 /// ALB policies certgate refuses, with the nearest one it serves.
-const LEGACY: &[(&str, &str)] = &[
+pub const LEGACY: &[(&str, &str)] = &[
     (
         "ELBSecurityPolicy-2016-08",
         "ELBSecurityPolicy-TLS13-1-2-2021-06",

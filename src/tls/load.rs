@@ -127,6 +127,9 @@ pub(super) fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, St
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("not valid PEM: {e}"))?;
+    if chain.is_empty() && pem.windows(16).any(|w| w == b"PRIVATE KEY-----") {
+        return Err("contains a private key but no certificate (is it the key file?)".to_string());
+    }
     if chain.is_empty() {
         return Err("contains no PEM certificate".to_string());
     }
