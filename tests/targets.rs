@@ -543,7 +543,9 @@ fn check_names_every_group_and_rule_problem() {
         "backend = \"http://127.0.0.1:9\"\ndefault_target_group = \"app\"\n[target_group.app]\ntargets = []\n",
     );
     assert!(
-        both.contains("give either backend or default_target_group, not both"),
+        both.contains(
+            "give one of backend, default_target_group and [listener.default_action], not several"
+        ),
         "{both}"
     );
     let neither = config_problems("");

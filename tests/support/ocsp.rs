@@ -172,6 +172,16 @@ impl Ca {
 
     /// The delegated responder, its clock set back by `faketime` (e.g. `-1d`) when given.
     pub fn responder_at(&self, signer: (&str, &str), faketime: Option<&str>) -> Responder {
+        self.responder_with(signer, faketime, true)
+    }
+
+    /// The responder; without `next_update` its answers carry no nextUpdate.
+    pub fn responder_with(
+        &self,
+        signer: (&str, &str),
+        faketime: Option<&str>,
+        next_update: bool,
+    ) -> Responder {
         let mut cmd = match faketime {
             Some(offset) => {
                 let mut c = Command::new("faketime");
@@ -190,10 +200,13 @@ impl Ca {
                 signer.1,
                 "-CA",
                 "ca.pem",
-                "-nmin",
-                "5",
                 "-ignore_err",
             ])
+            .args(if next_update {
+                &["-nmin", "5"][..]
+            } else {
+                &[]
+            })
             .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

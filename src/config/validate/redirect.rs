@@ -24,7 +24,7 @@ pub(super) fn redirect(
         template(&format!("{key}.{attr}"), &value, p).then_some(value)
     };
     let protocol = protocol(key, r.protocol.as_deref(), https_listener, p);
-    let host = part("host", &r.host, "#{host}", p);
+    let host = part("host", &r.host, "#{host}", p).filter(|v| host_ok(key, v, p));
     let port = part("port", &r.port, "#{port}", p).filter(|v| port_ok(key, v, p));
     let path = part("path", &r.path, "/#{path}", p).filter(|v| {
         let ok = v.starts_with('/');
@@ -88,6 +88,25 @@ fn protocol(
             None
         }
     }
+}
+
+/// A host template: letters, digits, `.`, `-` and placeholders, so that the URL it gives stays
+/// absolute with this host (no `/`, `?`, `#`, `@` or `:` smuggling in a path or a user).
+fn host_ok(key: &str, v: &str, p: &mut Problems) -> bool {
+    let bare = PLACEHOLDERS
+        .iter()
+        .fold(v.to_string(), |t, ph| t.replace(ph, ""));
+    if bare
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return true;
+    }
+    p.push(
+        &format!("{key}.host"),
+        format!("{v:?} is not a host name (letters, digits, '.', '-' and placeholders only)"),
+    );
+    false
 }
 
 fn port_ok(key: &str, v: &str, p: &mut Problems) -> bool {
@@ -219,6 +238,16 @@ mod tests {
                 "unknown placeholder",
             ),
             (file(|r| r.host = Some("a b".into())), false, "space"),
+            (
+                file(|r| r.host = Some("evil.example/x".into())),
+                false,
+                "is not a host name",
+            ),
+            (
+                file(|r| r.host = Some("user@#{host}".into())),
+                false,
+                "is not a host name",
+            ),
             (
                 file(|r| r.status_code = Some("HTTP_307".into())),
                 false,
