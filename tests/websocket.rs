@@ -232,3 +232,94 @@ async fn other_upgrades_and_websocket_over_http2_stay_501() {
     assert_eq!(status_of(&resp), Some(501), "{resp}");
     assert!(echo.seen.lock().unwrap().is_empty());
 }
+
+/// A raw target: answers the first request head it reads with `reply`, then closes.
+async fn raw_target(reply: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp.write_all(reply).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_upgrades_get_the_targets_answer_and_the_proxy_keeps_serving() {
+    let pki = Pki::new();
+    let cfg = || client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+
+    // A version the real WebSocket server does not speak: it hangs up without an answer, which
+    // the client gets as 502 with the reason (a target's own refusal would be relayed as is).
+    let echo = EchoServer::start().await;
+    let proxy_ws = proxy(&pki, &echo, "").await;
+    let wrong = format!("{UPGRADE}Sec-WebSocket-Version: 8\r\n\r\n");
+    let (status, resp) = ask(proxy_ws.addr, cfg(), &wrong).await;
+    assert!(
+        (400..500).contains(&status) || (status == 502 && resp.contains("closed")),
+        "{resp}"
+    );
+
+    // A target that answers the upgrade with a plain 200: relayed as a normal response.
+    let plain =
+        raw_target(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno").await;
+    let fake = EchoServer {
+        addr: plain,
+        seen: Arc::default(),
+    };
+    let proxy_plain = proxy(&pki, &fake, "").await;
+    let upgrade = format!("{UPGRADE}Sec-WebSocket-Version: 13\r\n\r\n");
+    let (status, resp) = ask(proxy_plain.addr, cfg(), &upgrade).await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.ends_with("\r\n\r\nno"), "{resp}");
+
+    // A target that accepts, sends half a frame and closes: the client's connection ends.
+    let half = raw_target(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x7e\x01\x00abc",
+    )
+    .await;
+    let fake = EchoServer {
+        addr: half,
+        seen: Arc::default(),
+    };
+    let proxy_half = proxy(&pki, &fake, "").await;
+    let upgraded = raw_http1(proxy_half.addr, cfg(), &upgrade).await;
+    let text = upgraded.expect("the relay ends when the target closes");
+    assert_eq!(status_of(&text), Some(101), "{text}");
+    assert!(
+        text.ends_with("abc"),
+        "the half frame is relayed, then the end: {text:?}"
+    );
+
+    // Each proxy still serves WebSockets or plain requests afterwards.
+    let mut ws = open(&proxy_ws, &pki, &pki.good).await;
+    ws.send(Message::text("still")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("echo: still"));
+    assert_eq!(ask(proxy_plain.addr, cfg(), &upgrade).await.0, 200);
+}
+
+/// One request on a new connection; the first response, whether or not the connection stays.
+async fn ask(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, request: &str) -> (u16, String) {
+    let mut tls = connect(addr, cfg).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tls, request.as_bytes())
+        .await
+        .unwrap();
+    h1_read(&mut tls).await.unwrap()
+}
