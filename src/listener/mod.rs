@@ -12,6 +12,7 @@ pub mod open_conns;
 mod plain;
 mod relay;
 pub mod serve;
+mod signals;
 pub mod staple;
 
 pub use accept::{accept_loop, AcceptContext};

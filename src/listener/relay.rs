@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 
 use super::io::Activity;
-use super::serve::{close_requested, expired, Signals};
+use super::signals::{close_requested, expired, Signals};
 use crate::proxy::websocket::Relay;
 
 /// Why a relay ended, for the debug log.

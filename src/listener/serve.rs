@@ -8,24 +8,15 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::sync::watch;
 
 use super::handshake::ClientStream;
 use super::io::{Activity, IdleIo};
+pub use super::signals::Signals;
+use super::signals::{close_requested, expired};
 use crate::config::{RequestLimits, Timeouts};
 use crate::mtls::VerifyCode;
 use crate::proxy::framing::{FramingGuard, FramingVerdict};
 use crate::proxy::{self, ConnContext};
-
-/// What a served connection answers to besides its own traffic.
-pub struct Signals {
-    /// Turns true when the proxy drains (SIGTERM).
-    pub stop: watch::Receiver<bool>,
-    /// Turns true when a trust-store reload revoked this client (verify mode only).
-    pub revoked: Option<watch::Receiver<bool>>,
-    /// When the client's certificate expires, if the connection must not outlive it.
-    pub expires: Option<tokio::time::Instant>,
-}
 
 /// How a connection is served: limits and timeouts of its listener.
 pub struct ServeSettings<'a> {
@@ -283,24 +274,6 @@ impl<'a> Drive<'a> {
             }
         }
     }
-}
-
-/// Resolves when the client's certificate expires; never without an expiry.
-pub(super) async fn expired(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending::<()>().await,
-    }
-}
-
-/// Resolves once a reload asked this connection to close; never without a registration.
-pub(super) async fn close_requested(rx: &mut Option<watch::Receiver<bool>>) {
-    if let Some(rx) = rx {
-        if rx.wait_for(|close| *close).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await
 }
 
 /// Malformed requests are answered by hyper itself (400/431); say so with the trace id.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CaInfo, TrustStore};
+use super::{date, CaInfo, TrustStore};
 
 /// What is wrong with one bundle CA at `now_unix`, in words: revoked, expired, not valid yet.
 /// Clients whose chain ends at such a CA are refused.
@@ -42,16 +42,6 @@ pub fn store_warnings(store: &TrustStore) -> Vec<String> {
         .collect();
     out.extend(super::freshness::expired_crl_warnings(store, now));
     out
-}
-
-pub(crate) fn date(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 /// Human-readable description of one store.

@@ -3,7 +3,7 @@
 //! never replaces a CRL in service by an older one of the same issuer (no rollback).
 
 use super::revocation::RevokedSerials;
-use super::{describe::date, CrlInfo, TrustStore, TrustStoreError};
+use super::{date, CrlInfo, TrustStore, TrustStoreError};
 use crate::config::ExpiredCrls;
 
 /// One warning per CRL of `store` past its nextUpdate at `now_unix`, naming the issuer, the

@@ -392,3 +392,14 @@ fn store_version(sources: &[SourceVersion]) -> String {
 
 /// Trust stores by name, shared read-only with the verifiers.
 pub type Stores = std::collections::BTreeMap<String, Arc<TrustStore>>;
+
+/// An instant as RFC 3339 text (`2026-12-04T00:00:00Z`), or the bare number when out of range.
+pub(crate) fn date(unix: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}

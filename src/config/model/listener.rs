@@ -48,6 +48,17 @@ pub struct ListenerConfig {
     pub response_headers: ResponseHeaders,
 }
 
+/// Names the proxy sets or frames messages with; an mTLS header renamed to one would clash.
+pub const RESERVED_HEADER_NAMES: [&str; 7] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+];
+
 /// What a listener speaks to its clients (`protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ListenerProtocol {

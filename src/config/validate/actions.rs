@@ -5,12 +5,24 @@
 use std::collections::BTreeMap;
 
 use super::problems::Problems;
-use super::routes::{unknown_group, RuleScope};
+use super::target_group::unknown_group;
 use crate::config::file::{ActionFields, FixedResponseFile, WeightedGroupFile};
 use crate::config::model::{
-    FixedResponse, Mode, RuleAction, TargetGroupConfig, WeightedGroup,
+    FixedResponse, JwtValidatorConfig, Mode, RuleAction, TargetGroupConfig, WeightedGroup,
     FIXED_RESPONSE_CONTENT_TYPES, MAX_FIXED_RESPONSE_BODY, MAX_FORWARD_GROUPS, MAX_FORWARD_WEIGHT,
 };
+
+/// What a listener's rules may refer to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RuleScope<'a> {
+    pub mode: Mode,
+    /// The listener has a `[listener.client_identity]`.
+    pub identity: bool,
+    /// The listener serves TLS (`protocol = "HTTPS"`): a redirect may not go to HTTP.
+    pub https: bool,
+    /// `[jwt_validation.NAME]`s, for `authenticate_jwt`.
+    pub jwt: &'a BTreeMap<String, JwtValidatorConfig>,
+}
 
 const ACTIONS: &str = "target_group, forward, fixed_response or redirect";
 

@@ -5,7 +5,6 @@
 
 use http::HeaderName;
 
-use super::listener::RESERVED;
 use super::problems::Problems;
 use crate::config::file::{ClientIdentityFile, IdentityFromFile, SanTypeFile};
 use crate::config::model::{ClientIdentityConfig, HeaderNames, Mode};
@@ -112,7 +111,11 @@ fn header(
         .strip_set()
         .into_iter()
         .map(|n| n.as_str().to_string())
-        .chain(RESERVED.iter().map(|r| r.to_string()))
+        .chain(
+            crate::config::model::RESERVED_HEADER_NAMES
+                .iter()
+                .map(|r| r.to_string()),
+        )
         .find(|owned| folded(owned) == folded(h.as_str()));
     if let Some(owned) = clash {
         p.push(

@@ -8,15 +8,17 @@ use std::path::Path;
 
 use http::HeaderName;
 
+use super::actions::RuleScope;
 use super::certificates;
 use super::problems::{bounded, secs, Problems};
-use super::routes::{routes, RuleScope};
+use super::routes::routes;
 use crate::config::file::{HeadersFile, ListenerFile, ModeFile, MutualAuthFile, OnOff};
 use crate::config::model::{
     HeaderNames, JwtValidatorConfig, ListenerConfig, ListenerProtocol, Mode, MutualAuth,
     RequestLimits, TargetGroupConfig, Timeouts, TrustStoreConfig, DEFAULT_BACKEND_CONNECT_TIMEOUT,
     DEFAULT_BACKEND_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_FIELD_BYTES,
+    RESERVED_HEADER_NAMES,
 };
 
 /// What listeners are checked against: the file's directory, the trust stores, and the target
@@ -313,17 +315,6 @@ const ATTRIBUTES: [&str; 8] = [
     "x_amzn_tls_cipher_suite",
 ];
 
-/// Names the proxy sets or frames messages with; an mTLS header renamed to one would clash.
-pub(super) const RESERVED: [&str; 7] = [
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "connection",
-    "content-length",
-    "transfer-encoding",
-];
-
 fn headers(key: &str, h: Option<&HeadersFile>, p: &mut Problems) -> HeaderNames {
     let d = HeaderNames::alb_defaults();
     let Some(h) = h else { return d };
@@ -356,7 +347,7 @@ fn headers(key: &str, h: Option<&HeadersFile>, p: &mut Problems) -> HeaderNames 
                 format!("header name {n:?} is used for two different headers"),
             );
         }
-        if RESERVED.contains(&n.as_str()) {
+        if RESERVED_HEADER_NAMES.contains(&n.as_str()) {
             p.push(&key, format!("header name {n:?} is reserved"));
         }
     }

@@ -4,26 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use super::actions::{action, authenticate_jwt};
+use super::actions::{action, authenticate_jwt, RuleScope};
 use super::problems::Problems;
+use super::target_group::unknown_group;
 use crate::config::file::{ListenerFile, RuleFile};
 use crate::config::model::{
-    Algorithm, HealthCheckConfig, JwtValidatorConfig, Mode, Routes, Rule, RuleAction,
-    TargetGroupConfig, TargetTls, TargetUrl,
+    Algorithm, HealthCheckConfig, Mode, Routes, Rule, RuleAction, TargetGroupConfig, TargetTls,
+    TargetUrl,
 };
 use crate::wildcard::Pattern;
-
-/// What a listener's rules may refer to.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RuleScope<'a> {
-    pub mode: Mode,
-    /// The listener has a `[listener.client_identity]`.
-    pub identity: bool,
-    /// The listener serves TLS (`protocol = "HTTPS"`): a redirect may not go to HTTP.
-    pub https: bool,
-    /// `[jwt_validation.NAME]`s, for `authenticate_jwt`.
-    pub jwt: &'a BTreeMap<String, JwtValidatorConfig>,
-}
 
 /// A listener's routes. `backend = "URL"` becomes a one-target group named `LISTENER/backend`
 /// (added to `groups`).
@@ -254,21 +243,5 @@ fn cert_conditions_allowed(rkey: &str, r: &RuleFile, scope: RuleScope<'_>, p: &m
             &format!("{rkey}.client_identity"),
             "needs a [listener.client_identity] section saying where the identity comes from",
         );
-    }
-}
-
-pub(super) fn unknown_group(name: &str, groups: &BTreeMap<String, TargetGroupConfig>) -> String {
-    let known: Vec<&str> = groups
-        .values()
-        .filter(|g| !g.from_backend_shorthand)
-        .map(|g| g.name.as_str())
-        .collect();
-    if known.is_empty() {
-        format!("{name:?}: no [target_group.{name}] is defined")
-    } else {
-        format!(
-            "{name:?}: no such target group (defined: {})",
-            known.join(", ")
-        )
     }
 }

@@ -227,3 +227,20 @@ fn check_path(key: &str, given: Option<&str>, default: &str, p: &mut Problems) -
         }
     }
 }
+
+/// The message for a target group name that no `[target_group.NAME]` defines.
+pub(super) fn unknown_group(name: &str, groups: &BTreeMap<String, TargetGroupConfig>) -> String {
+    let known: Vec<&str> = groups
+        .values()
+        .filter(|g| !g.from_backend_shorthand)
+        .map(|g| g.name.as_str())
+        .collect();
+    if known.is_empty() {
+        format!("{name:?}: no [target_group.{name}] is defined")
+    } else {
+        format!(
+            "{name:?}: no such target group (defined: {})",
+            known.join(", ")
+        )
+    }
+}
