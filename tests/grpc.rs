@@ -1,7 +1,8 @@
 //! HTTP/2 and gRPC to targets (SPEC §14): a real HTTP/2 server (hyper, h2c prior knowledge)
 //! as target, an HTTP/2 client over mTLS in front. Covers gRPC calls with their trailers relayed,
 //! a target that cannot be reached answered as gRPC status 14 (trailers-only), HTTP/2 towards an
-//! HTTP2 group from an HTTP/1.1 client, and the gRPC health check.
+//! HTTP2 group from an HTTP/1.1 client, the gRPC health check, and an h2 target that answers
+//! with GOAWAY (idempotent requests retried on another target, a POST with a body not).
 
 mod support;
 
@@ -282,4 +283,87 @@ async fn grpc_health_checks_ask_the_grpc_health_service() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// An h2c target that answers every request stream with GOAWAY (last stream 0: nothing was
+/// processed) and closes; counts the requests it saw.
+async fn goaway_target() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if tcp.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                let _ = tcp
+                    .write_all(&support::h2wire::frame(
+                        support::h2wire::SETTINGS,
+                        0,
+                        0,
+                        &[],
+                    ))
+                    .await;
+                loop {
+                    let mut head = [0u8; 9];
+                    if tcp.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let mut payload = vec![0u8; len];
+                    if tcp.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    if head[3] == support::h2wire::HEADERS {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        // GOAWAY: last stream id 0, NO_ERROR.
+                        let goaway = support::h2wire::frame(support::h2wire::GOAWAY, 0, 0, &[0; 8]);
+                        let _ = tcp.write_all(&goaway).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_target_sending_goaway_is_retried_for_idempotent_requests_only() {
+    let pki = Pki::new();
+    let good = H2Target::start().await;
+    let (bad, bad_seen) = goaway_target().await;
+    let proxy = proxy_to(&pki, &[bad, good.addr], "HTTP2").await;
+    let cfg = || client_config(&pki, Some((&pki.good, &[&pki.inter])), &[b"http/1.1"]);
+    for _ in 0..6 {
+        assert_eq!(get(proxy.addr, cfg(), "/x").await.unwrap(), 200);
+    }
+    assert!(
+        bad_seen.load(Ordering::SeqCst) > 0,
+        "the GOAWAY target was tried"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = raw_http1(
+            proxy.addr,
+            cfg(),
+            "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody",
+        )
+        .await
+        .unwrap();
+        statuses.push(status_of(&resp).unwrap_or(0));
+    }
+    assert!(
+        statuses.contains(&502),
+        "a POST the target refused is not repeated: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 502),
+        "{statuses:?}"
+    );
 }
