@@ -127,6 +127,7 @@ by = {}
 for r in runs:
     by.setdefault(r["label"], []).append(r)
 def cpu(r): return r["server"]["cpu_us_per_op"]
+def ci95(xs): return 1.96 * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
 print(f"| listener | key exchange | median {unit}s/s | rounds /s | median server CPU µs/{unit} | rounds µs | server CPU | errors |")
 print("|---|---|---|---|---|---|---|---|")
 for label, rs in by.items():
@@ -144,7 +145,8 @@ for a, b, title in pairs:
     rate_ratios = [y["rate"] / x["rate"] for x, y in zip(ra, rb)]
     print(f"- {title}: {a} ÷ {b} server CPU per {unit}, per round "
           f"{' / '.join(f'{x:.3f}' for x in ratios)} (spread {min(ratios):.3f}–{max(ratios):.3f}), "
-          f"median **{statistics.median(ratios):.3f}×**; {b} ÷ {a} rate median "
+          f"median **{statistics.median(ratios):.3f}×**, mean {statistics.mean(ratios):.3f} "
+          f"± {ci95(ratios):.3f} (95 % interval of the mean); {b} ÷ {a} rate median "
           f"{statistics.median(rate_ratios):.3f}×")
 EOF
 }
