@@ -13,7 +13,8 @@
 //! (requests/s); `--idle-conns N` opens N keep-alive connections, makes one request on each,
 //! holds them and reports the server's resident memory per connection. TLS session resumption
 //! is off, so every connection is a full handshake. `--json` prints one JSON line on stdout (the
-//! human summary then goes to stderr).
+//! human summary then goes to stderr). `--header "Name: value"` (repeatable) adds a header to
+//! every request, e.g. a bearer token for a listener that checks JWTs.
 
 mod histogram;
 mod procstat;
@@ -113,6 +114,9 @@ struct Args {
     /// A name copied into the JSON line (e.g. the server under test).
     #[arg(long)]
     label: Option<String>,
+    /// An extra request header, "Name: value" (e.g. "Authorization: Bearer TOKEN"); repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
 }
 
 fn main() {
@@ -198,6 +202,12 @@ fn target(args: &Args) -> Result<Target, BoxError> {
         authority,
         path,
         http2: args.http == 2,
+        headers: args
+            .headers
+            .iter()
+            .map(String::as_str)
+            .map(run::parse_header)
+            .collect::<Result<_, _>>()?,
     })
 }
 

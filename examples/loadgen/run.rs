@@ -71,6 +71,20 @@ pub struct Target {
     pub authority: String,
     pub path: String,
     pub http2: bool,
+    /// Extra headers sent with every request (`--header`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A `--header` argument, "Name: value", as a header name and value.
+pub fn parse_header(arg: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = arg
+        .split_once(':')
+        .ok_or_else(|| format!("--header {arg:?}: expected \"Name: value\""))?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|e| format!("--header {arg:?}: bad name: {e}"))?;
+    let value = http::HeaderValue::from_str(value.trim())
+        .map_err(|e| format!("--header {arg:?}: bad value: {e}"))?;
+    Ok((name, value))
 }
 
 pub struct Shared {
@@ -249,9 +263,11 @@ impl Shared {
                 b = b.header("connection", "close");
             }
         }
-        b.header("user-agent", "certgate-loadgen")
-            .body(Empty::new())
-            .expect("request from validated parts")
+        b = b.header("user-agent", "certgate-loadgen");
+        for (name, value) in &t.headers {
+            b = b.header(name, value);
+        }
+        b.body(Empty::new()).expect("request from validated parts")
     }
 
     /// One GET and its whole response; latency is counted from `started`. `Done(false)`: the
