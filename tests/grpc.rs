@@ -2,7 +2,8 @@
 //! as target, an HTTP/2 client over mTLS in front. Covers gRPC calls with their trailers relayed,
 //! a target that cannot be reached answered as gRPC status 14 (trailers-only), HTTP/2 towards an
 //! HTTP2 group from an HTTP/1.1 client, the gRPC health check, and an h2 target that answers
-//! with GOAWAY (idempotent requests retried on another target, a POST with a body not).
+//! with GOAWAY (idempotent requests retried on another target, a POST with a body not), and
+//! trailers with odd or malformed values from a raw h2 target.
 
 mod support;
 
@@ -366,4 +367,102 @@ async fn an_h2_target_sending_goaway_is_retried_for_idempotent_requests_only() {
         statuses.iter().all(|s| *s == 200 || *s == 502),
         "{statuses:?}"
     );
+}
+
+/// An h2c target answering every call with one empty gRPC message and the trailer
+/// `grpc-status: <status>`, written raw (the http crate cannot make a bad value).
+async fn raw_trailer_target(status: &'static [u8]) -> SocketAddr {
+    use support::h2wire::{frame, header_block, DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if tcp.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                let _ = tcp.write_all(&frame(SETTINGS, 0, 0, &[])).await;
+                loop {
+                    let mut head = [0u8; 9];
+                    if tcp.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let stream =
+                        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    let mut payload = vec![0u8; len];
+                    if tcp.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    match head[3] {
+                        SETTINGS if head[4] & 1 == 0 => {
+                            let _ = tcp.write_all(&frame(SETTINGS, 1, 0, &[])).await;
+                        }
+                        HEADERS => {
+                            let response = header_block(&[
+                                (":status", b"200"),
+                                ("content-type", b"application/grpc"),
+                            ]);
+                            let trailers = header_block(&[("grpc-status", status)]);
+                            let mut out = frame(HEADERS, END_HEADERS, stream, &response);
+                            out.extend(frame(DATA, 0, stream, &[0, 0, 0, 0, 0]));
+                            out.extend(frame(HEADERS, END_HEADERS | END_STREAM, stream, &trailers));
+                            let _ = tcp.write_all(&out).await;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A gRPC call whose body may fail: the trailers' grpc-status, or the error.
+async fn grpc_status_of(proxy: &Proxy, pki: &Pki) -> Result<String, String> {
+    let cfg = client_config(pki, Some((&pki.good, &[&pki.inter])), &[b"h2"]);
+    let tls = connect(proxy.addr, cfg).await.map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post("https://localhost/svc.S/M")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let trailers = body.trailers().ok_or("no trailers")?;
+    Ok(trailers["grpc-status"].to_str().unwrap_or("?").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trailers_with_invalid_values_never_break_the_proxy() {
+    let pki = Pki::new();
+    // Not a number: the target's own answer, relayed for the client's gRPC library to judge.
+    let odd = raw_trailer_target(b"abc").await;
+    let proxy = proxy_to(&pki, &[odd], "GRPC").await;
+    assert_eq!(grpc_status_of(&proxy, &pki).await.as_deref(), Ok("abc"));
+    // A value HTTP forbids (CR LF): the target broke the protocol; the client's stream ends
+    // with an error rather than a forged trailer, and the proxy keeps serving.
+    let broken = raw_trailer_target(b"0\r\nx-injected: 1").await;
+    let proxy = proxy_to(&pki, &[broken], "GRPC").await;
+    for _ in 0..2 {
+        let got = grpc_status_of(&proxy, &pki).await;
+        assert!(
+            got.as_deref() != Ok("0"),
+            "a malformed trailer was relayed: {got:?}"
+        );
+    }
+    let good = H2Target::start().await;
+    let again = proxy_to(&pki, &[good.addr], "GRPC").await;
+    assert_eq!(grpc_status_of(&again, &pki).await.as_deref(), Ok("0"));
 }
