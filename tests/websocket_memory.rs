@@ -1,6 +1,6 @@
 //! A large WebSocket message through the certgate binary with bounded memory (issue 17): after
-//! the 101 the relay copies bytes both ways with fixed buffers, so 256 MiB sent by the client
-//! reach the target whole while certgate's peak resident memory grows by far less than that.
+//! the 101 the relay copies bytes both ways with fixed buffers, so a 1 GiB message reaches the
+//! target whole while certgate's peak resident memory grows by far less than that.
 
 mod support;
 
@@ -13,7 +13,7 @@ use support::process::ChildGuard;
 use support::{client_config, connect, write_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const MESSAGE: u64 = 256 << 20;
+const MESSAGE: u64 = 1 << 30;
 
 /// A target that accepts any upgrade with a 101 and then counts every byte it receives.
 async fn counting_target() -> (std::net::SocketAddr, Arc<AtomicU64>) {
@@ -63,7 +63,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_256_mib_message_is_relayed_with_bounded_memory() {
+async fn a_1_gib_message_is_relayed_with_bounded_memory() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let (target, received) = counting_target().await;
@@ -126,5 +126,5 @@ async fn a_256_mib_message_is_relayed_with_bounded_memory() {
         "peak RSS grew by {grown} KiB relaying {} MiB",
         MESSAGE >> 20
     );
-    eprintln!("peak RSS {before} KiB before, {after} KiB after relaying 256 MiB");
+    eprintln!("peak RSS {before} KiB before, {after} KiB after relaying 1 GiB");
 }
