@@ -12,49 +12,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use support::ocsp::Ca;
+use support::ocsp::{client, proxy, Ca};
 use support::*;
-
-/// A verify listener trusting `ca` with `ocsp = mode`.
-async fn proxy(pki: &pki::Pki, ca: &Ca, backend: &Backend, mode: &str) -> Proxy {
-    let ca_pem = ca.dir.join("ca.pem").display().to_string();
-    Proxy::start_edited(
-        pki,
-        backend.addr,
-        "mode = \"verify\"\ntrust_store = \"corp\"",
-        "",
-        |t| {
-            t.replace(
-                "ca_certificates_bundle = \"bundle.pem\"",
-                &format!("ca_certificates_bundle = {ca_pem:?}\nocsp = \"{mode}\""),
-            )
-            .replace(
-                "revocation_lists = [\"inter.crl.pem\", \"root.crl.der\"]",
-                "",
-            )
-        },
-    )
-    .await
-}
-
-fn client(pki: &pki::Pki, pem: &Path, key: &Path) -> std::sync::Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(pem)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.server_ca.cert_der()).unwrap();
-    std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .unwrap(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn leaves_are_checked_with_their_ocsp_responder() {

@@ -13,49 +13,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use support::ocsp::Ca;
+use support::ocsp::{client, proxy, Ca};
 use support::*;
-
-/// A verify listener trusting `ca` with `ocsp = mode`.
-async fn proxy(pki: &pki::Pki, ca: &Ca, backend: &Backend, mode: &str) -> Proxy {
-    let ca_pem = ca.dir.join("ca.pem").display().to_string();
-    Proxy::start_edited(
-        pki,
-        backend.addr,
-        "mode = \"verify\"\ntrust_store = \"corp\"",
-        "",
-        |t| {
-            t.replace(
-                "ca_certificates_bundle = \"bundle.pem\"",
-                &format!("ca_certificates_bundle = {ca_pem:?}\nocsp = \"{mode}\""),
-            )
-            .replace(
-                "revocation_lists = [\"inter.crl.pem\", \"root.crl.der\"]",
-                "",
-            )
-        },
-    )
-    .await
-}
-
-fn client(pki: &pki::Pki, pem: &Path, key: &Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(pem)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.server_ca.cert_der()).unwrap();
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .unwrap(),
-    )
-}
 
 /// What the fake responder answers: a status, a content type and a body.
 type Answer = (u16, &'static str, Vec<u8>);
