@@ -1,12 +1,14 @@
 //! Loading a listener's server certificates and keys from their sources (files or S3 objects,
 //! read as trust-store sources are), checking each key against its certificate, setting up
-//! OCSP stapling for each (`ocsp::staple`), and saying when a certificate expires.
+//! OCSP stapling for each (`ocsp::staple`), and saying when a certificate expires; also
+//! certgate's own client certificate for https targets (`load_certified_key`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::certs::{leaf_info, ServerCert, ServerCerts};
@@ -86,18 +88,7 @@ async fn load_one(
         password.as_ref().map(|(from, pw)| (*from, pw.as_slice())),
     )
     .map_err(key_err)?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| key_err(format!("unsupported private key: {e}")))?;
-    let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|e| {
-        key_err(format!(
-            "does not match the first certificate of {}: {e}",
-            c.certificate_chain
-        ))
-    })?;
-    let key = Arc::new(certified);
+    let key = Arc::new(certify(chain, key, provider, &c.certificate_chain).map_err(key_err)?);
     let stapler = match &l.ocsp_stapling {
         None => None,
         Some(stapling) => {
@@ -120,6 +111,54 @@ async fn load_one(
         not_after: info.not_after,
         tags: [chain_pem.tag, key_pem.tag],
     })
+}
+
+/// Reads a PEM chain (leaf first) and its unencrypted key from files, and checks that they
+/// belong together (certgate's own certificate for targets).
+pub fn load_certified_key(
+    listener: &str,
+    chain_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain_err = |reason: String| TlsError::Chain {
+        listener: listener.to_string(),
+        at: format!("certificate_chain {}", chain_path.display()),
+        reason,
+    };
+    let key_err = |reason: String| TlsError::Key {
+        listener: listener.to_string(),
+        at: format!("private_key {}", key_path.display()),
+        reason,
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("cannot be read: {e}"));
+    let chain = read(chain_path)
+        .and_then(|pem| parse_chain(&pem))
+        .map_err(chain_err)?;
+    let key = read(key_path)
+        .and_then(|pem| decode_private_key(&pem, None))
+        .map_err(key_err)?;
+    let certified = certify(chain, key, provider, &chain_path.display()).map_err(key_err)?;
+    Ok(Arc::new(certified))
+}
+
+/// The chain and its key as one signing identity; refused when the key does not belong to the
+/// chain's first certificate (`chain_source` names where the chain came from).
+fn certify(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+    chain_source: &dyn std::fmt::Display,
+) -> Result<CertifiedKey, String> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("unsupported private key: {e}"))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| format!("does not match the first certificate of {chain_source}: {e}"))?;
+    Ok(certified)
 }
 
 /// The PEM certificates of a chain file, leaf first.

@@ -8,17 +8,14 @@ mod keys;
 pub mod load;
 
 pub use certs::{ServerCert, ServerCerts};
-pub use load::{load_certificates, log_loaded};
+pub use load::{load_certificates, load_certified_key, log_loaded};
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
-use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use crate::config::{ChainLimits, ListenerConfig, Mode, SslPolicy};
@@ -45,50 +42,6 @@ pub enum TlsError {
     MissingStore { listener: String, store: String },
     #[error("listener {listener}: {reason}")]
     Config { listener: String, reason: String },
-}
-
-/// Reads a PEM chain (leaf first) and its unencrypted key from files, and checks that they
-/// belong together (certgate's own certificate for targets).
-pub fn load_certified_key(
-    listener: &str,
-    chain_path: &Path,
-    key_path: &Path,
-    provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain_err = |reason: String| TlsError::Chain {
-        listener: listener.to_string(),
-        at: format!("certificate_chain {}", chain_path.display()),
-        reason,
-    };
-    let key_err = |reason: String| TlsError::Key {
-        listener: listener.to_string(),
-        at: format!("private_key {}", key_path.display()),
-        reason,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain_path)
-        .map_err(|e| chain_err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| chain_err(format!("not valid PEM: {e}")))?;
-    if chain.is_empty() {
-        return Err(chain_err("contains no PEM certificate".to_string()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        key_err(format!(
-            "no usable PEM private key (PKCS#8, SEC1 or PKCS#1): {e}"
-        ))
-    })?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| key_err(format!("unsupported private key: {e}")))?;
-    let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|e| {
-        key_err(format!(
-            "does not match the first certificate of {}: {e}",
-            chain_path.display()
-        ))
-    })?;
-    Ok(Arc::new(certified))
 }
 
 /// Everything a listener needs to run handshakes; rebuilt on reload and swapped in whole.
