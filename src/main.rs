@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use certgate::config::{self, ChainLimits, RuleAction, Source, TrustStoreConfig};
+use certgate::config::{self, RuleAction, TrustStoreConfig};
 use certgate::truststore::{loader, source::Sources};
 use certgate::{app, demo, pki, tls, truststore};
 
@@ -305,15 +305,7 @@ fn describe(
     crls: Vec<PathBuf>,
 ) -> Result<()> {
     if let Some(bundle) = ca_bundle {
-        let cfg = TrustStoreConfig {
-            name: "(command line)".to_string(),
-            ca_certificates_bundle: Source::File(bundle),
-            revocation_lists: crls.into_iter().map(Source::File).collect(),
-            refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
-            limits: ChainLimits::default(),
-            revocation_lists_expired: config::ExpiredCrls::Use,
-            ocsp: config::OcspMode::Off,
-        };
+        let cfg = TrustStoreConfig::from_files(bundle, crls);
         print!(
             "{}",
             truststore::describe::describe(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
 use crate::config::OcspMode;
-use crate::config::{self, ChainLimits, ClientIdentityConfig, HeaderNames, Mode, Source};
+use crate::config::{self, ChainLimits, ClientIdentityConfig, HeaderNames, Mode};
 use crate::mtls::chain::{judge, Kept};
 use crate::mtls::online::{judge_leaf, Online};
 use crate::mtls::{Failure, Policy};
@@ -113,15 +113,7 @@ impl Judge {
         crls: Vec<PathBuf>,
         ignore_expiry: bool,
     ) -> Result<Judge, VerifyError> {
-        let cfg = config::TrustStoreConfig {
-            name: "(command line)".to_string(),
-            ca_certificates_bundle: Source::File(bundle),
-            revocation_lists: crls.into_iter().map(Source::File).collect(),
-            refresh_interval: config::DEFAULT_REFRESH_INTERVAL,
-            limits: ChainLimits::default(),
-            revocation_lists_expired: config::ExpiredCrls::Use,
-            ocsp: config::OcspMode::Off,
-        };
+        let cfg = config::TrustStoreConfig::from_files(bundle, crls);
         let store = loader::load_one(&cfg, &Sources::new(Default::default())).await?;
         Ok(Judge {
             mode: Mode::Verify,

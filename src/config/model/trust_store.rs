@@ -22,6 +22,22 @@ pub struct TrustStoreConfig {
     pub ocsp: OcspMode,
 }
 
+impl TrustStoreConfig {
+    /// A store of files named on the command line (`--ca-bundle`, `--crl`), with every other
+    /// setting at its default.
+    pub fn from_files(bundle: std::path::PathBuf, crls: Vec<std::path::PathBuf>) -> Self {
+        TrustStoreConfig {
+            name: "(command line)".to_string(),
+            ca_certificates_bundle: Source::File(bundle),
+            revocation_lists: crls.into_iter().map(Source::File).collect(),
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            limits: ChainLimits::default(),
+            revocation_lists_expired: ExpiredCrls::Use,
+            ocsp: OcspMode::Off,
+        }
+    }
+}
+
 /// `ocsp` of a trust store: whether leaves are checked with their OCSP responder, and what an
 /// answer that cannot be had means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
