@@ -304,10 +304,10 @@ async fn bind(
     };
     let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
     let local = socket.local_addr().map_err(bind_error)?;
-    let requests = RequestMetrics::new(metrics, &l.name, groups.keys().map(String::as_str));
-    let proxy = ProxySettings::new(l, local.port(), access_log, groups)?
-        .with_metrics(requests)
-        .with_validators(l, validators);
+    let proxy = ProxySettings::new(l, local.port(), access_log, groups)?;
+    let routes = proxy.router.routes().iter().map(|r| r.group.name());
+    let requests = RequestMetrics::new(metrics, &l.name, routes);
+    let proxy = proxy.with_metrics(requests).with_validators(l, validators);
     let handshakes = ListenerMetrics::new(metrics, &l.name, tls.mode.as_str());
     let listener = Listener::new(l.clone(), local, tls, Arc::new(proxy)).with_metrics(handshakes);
     Ok((socket, Arc::new(listener)))

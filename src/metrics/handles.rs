@@ -77,8 +77,8 @@ impl ListenerMetrics {
 /// Status codes with a counter slot of their own; any other (never sent) is looked up.
 const CODES: std::ops::RangeInclusive<u16> = 100..=599;
 
-/// One listener's request metrics: a slot per target group it routes to, plus `-` for requests
-/// answered before a group was chosen.
+/// One listener's request metrics: a slot per target group it routes to, in its router's
+/// order, after `-` for requests answered before (or without) a group.
 #[derive(Debug)]
 pub struct RequestMetrics {
     listener: String,
@@ -134,12 +134,10 @@ impl RequestMetrics {
         }
     }
 
-    /// The slot of a target group (a few short names compared; [`NO_GROUP`] if unknown).
-    pub fn slot(&self, group: &str) -> usize {
-        self.groups
-            .iter()
-            .position(|g| g.name == group)
-            .unwrap_or(NO_GROUP)
+    /// The slot of the `i`-th group given to [`RequestMetrics::new`] (its route index): the
+    /// data path finds its counters without comparing names.
+    pub fn route_slot(i: usize) -> usize {
+        i + 1
     }
 
     /// One request of group `slot` answered with `code` after `took`.

@@ -11,7 +11,9 @@ use super::framing::Rejection;
 use super::ConnContext;
 use crate::config::LogFormat;
 use crate::http::{version_name, Body, ProxyError};
+use crate::metrics::RequestMetrics;
 use crate::observe::access::{clip, AccessRecord};
+use crate::routing::Route;
 
 /// A request in flight.
 pub struct Exchange {
@@ -113,10 +115,10 @@ impl Exchange {
         self.log.rule = rule;
     }
 
-    pub fn set_target_group(&mut self, ctx: &ConnContext, name: &str) {
-        self.metrics_slot = ctx.settings.metrics.slot(name);
+    pub fn set_target_group(&mut self, route: &Route) {
+        self.metrics_slot = RequestMetrics::route_slot(route.index);
         if self.logging {
-            self.log.target_group = Some(name.to_string());
+            self.log.target_group = Some(route.group.name().to_string());
         }
     }
 

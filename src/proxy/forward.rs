@@ -44,7 +44,7 @@ pub async fn forward(
         client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         websocket::restore_headers(&mut parts.headers);
     }
-    ex.set_target_group(ctx, route.group.name());
+    ex.set_target_group(route);
     // Only a request without a body may go to another target (see `may_retry`).
     let retryable = body.is_end_stream() && route.group.targets.len() > 1;
     let client_failed = Arc::new(AtomicBool::new(false));

@@ -28,6 +28,8 @@ pub enum RouteError {
 pub struct Route {
     pub group: Arc<TargetGroup>,
     pub client: TargetClient,
+    /// Its place in [`Router::routes`] (and so in the listener's request metrics).
+    pub index: usize,
 }
 
 /// A listener's rules, compiled, each with what it leads to.
@@ -84,8 +86,13 @@ impl Resolver<'_> {
                 group: name.to_string(),
             })?;
         let client = client::client(&group.config, self.connect_timeout)?;
-        self.routes.push(Route { group, client });
-        Ok(self.routes.len() - 1)
+        let index = self.routes.len();
+        self.routes.push(Route {
+            group,
+            client,
+            index,
+        });
+        Ok(index)
     }
 
     fn compile(&mut self, action: &RuleAction) -> Result<Compiled, RouteError> {
