@@ -1,0 +1,2 @@
+"""Parts of scripts/bench-compare: shared helpers (common), the five peers' installs and
+configurations (peers), and the BENCHMARKS.md writer (report)."""
