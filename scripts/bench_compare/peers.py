@@ -107,7 +107,6 @@ def versions(peers):
         elif p == "haproxy":
             v = output([exe, "-vv"])
             ver, lib = first(r"HAProxy version (\S+)", v), first(r"Running on OpenSSL version : (.+)", v)
-            lib = f"OpenSSL {lib}"
         elif p == "envoy":
             v = output([exe, "--version"])
             ver, lib = first(r"/(\d+\.\d+\.\d+)/", v), first(r"/(BoringSSL\S*)", v)
@@ -143,7 +142,7 @@ def nginx(work, pki, exe, port):
                  env={"OPENSSL_CONF": str(configs.openssl_no_tickets(work))}, setup={
                      "workers": "`worker_processes 1`",
                      "resumption": "`ssl_session_cache off; ssl_session_tickets off`, OpenSSL `NumTickets = 0` "
-                                   "(through `OPENSSL_CONF`) for TLS 1.3 tickets",
+                                   "(through `OPENSSL_CONF`; without it OpenSSL 3.0 sends two TLS 1.3 tickets)",
                      "crl": "`ssl_crl` (both CAs' CRLs)",
                      "headers": "all five (leaf as URL-encoded PEM) with `proxy_set_header`; X-Forwarded-* set",
                  })
@@ -155,7 +154,7 @@ def haproxy(work, pki, exe, port):
                  env={"OPENSSL_CONF": str(configs.openssl_no_tickets(work))}, setup={
                      "workers": "`nbthread 1`",
                      "resumption": "`tune.ssl.cachesize 0`, `no-tls-tickets`, OpenSSL `NumTickets = 0` "
-                                   "(through `OPENSSL_CONF`) for TLS 1.3 tickets",
+                                   "(through `OPENSSL_CONF`; without it OpenSSL 3.0 sends two TLS 1.3 tickets)",
                      "crl": "`crl-file` (both CAs' CRLs)",
                      "headers": "all five (leaf as base64 DER) with `http-request set-header`; "
                                 "`option forwardfor`, X-Forwarded-Proto/-Port set",
