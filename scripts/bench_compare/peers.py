@@ -109,7 +109,7 @@ def versions(peers):
             ver, lib = first(r"HAProxy version (\S+)", v), first(r"Running on OpenSSL version : (.+)", v)
         elif p == "envoy":
             v = output([exe, "--version"])
-            ver, lib = first(r"/(\d+\.\d+\.\d+)/", v), first(r"/(BoringSSL\S*)", v)
+            ver, lib = first(r"version: \S+?/(\d+\.\d+\.\d+)/", v), first(r"/(BoringSSL\S*)", v)
         elif p == "caddy":
             ver = first(r"^(v\S+)", output([exe, "version"]))
             lib = "Go crypto/tls, " + first(r"^go\s+(\S+)", output([exe, "build-info"]))
@@ -137,9 +137,9 @@ def proxies(work, pki, peers):
 
 
 def nginx(work, pki, exe, port):
-    cfg = configs.nginx(work, pki)
+    cfg, no_tickets = configs.nginx(work, pki), configs.openssl_no_tickets(work)
     return Proxy("nginx", "nginx", port, [exe, "-c", cfg, "-e", work / "nginx-error.log"], config=cfg,
-                 env={"OPENSSL_CONF": str(configs.openssl_no_tickets(work))}, setup={
+                 files=[no_tickets], env={"OPENSSL_CONF": str(no_tickets)}, setup={
                      "workers": "`worker_processes 1`",
                      "resumption": "`ssl_session_cache off; ssl_session_tickets off`, OpenSSL `NumTickets = 0` "
                                    "(through `OPENSSL_CONF`; without it OpenSSL 3.0 sends two TLS 1.3 tickets)",
