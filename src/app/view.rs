@@ -48,6 +48,11 @@ impl StateView for ServerView {
                 .iter()
                 .map(|l| (l.name().to_string(), l.connections_open() as u64))
                 .collect(),
+            connections_parked: self
+                .listeners
+                .iter()
+                .map(|l| (l.name().to_string(), l.connections_parked() as u64))
+                .collect(),
             targets: self.targets(),
             trust_stores,
             server_certificates: self

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::handshake::{handshake, Established, Handshake, Refused};
 use super::open_conns::Registration;
-use super::serve::{serve, ServeSettings, Signals};
+use super::serve::{serve, Signals};
 use super::{close_if_refused, Listener};
 use crate::config::{ListenerConfig, Mode};
 use crate::mtls::{Failure, VerifyCode};
@@ -116,8 +116,10 @@ pub async fn connection(
             "proxy is shutting down; connection closed before the handshake",
         ))))
     } else {
-        let outcome = handshake(stream, &tls, listener.config.timeouts.handshake).await;
-        super::online::admit(outcome, &listener, &tls).await
+        // Each phase in its own allocation, freed when it ends: the task itself stays small
+        // for the connection's whole life instead of as large as its largest phase.
+        let outcome = Box::pin(handshake(stream, &tls, listener.config.timeouts.handshake)).await;
+        Box::pin(super::online::admit(outcome, &listener, &tls)).await
     };
     if let Handshake::Established(est) = &mut outcome {
         est.identity = identify(&listener.config, tls.mode, est);
@@ -129,7 +131,7 @@ pub async fn connection(
             refused.close().await;
         }
         Handshake::Established(est) => {
-            admitted(est, peer, &listener, tls, trace_id, stop).await;
+            Box::pin(admitted(est, peer, &listener, tls, trace_id, stop)).await;
         }
     }
     drop(watcher);
@@ -213,11 +215,7 @@ async fn admitted(
         identity,
         leaf,
     };
-    let settings = ServeSettings {
-        listener: listener.name(),
-        limits: listener.config.limits,
-        timeouts: listener.config.timeouts,
-    };
+    let settings = listener.serve_settings();
     let context = |framing: Option<Arc<FramingVerdict>>| {
         let proxy = listener.proxy.clone();
         let mut cx = ConnContext::new(proxy, trace_id, peer, headers, cert, sni, framing);

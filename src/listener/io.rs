@@ -62,10 +62,7 @@ pub struct InFlight(Arc<Activity>);
 impl InFlight {
     /// The response body, holding this request open until it is sent or dropped.
     pub fn track<B>(self, body: B) -> Tracked<B> {
-        Tracked {
-            body,
-            _in_flight: self,
-        }
+        Tracked::new(body, self)
     }
 }
 
@@ -76,13 +73,22 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as open.
-pub struct Tracked<B> {
+/// A response body that keeps its request counted as open while `guard` lives.
+pub struct Tracked<B, G = InFlight> {
     body: B,
-    _in_flight: InFlight,
+    _guard: G,
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B, G> Tracked<B, G> {
+    pub fn new(body: B, guard: G) -> Self {
+        Tracked {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: Body + Unpin, G: Unpin> Body for Tracked<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -118,6 +124,13 @@ impl<T> IdleIo<T> {
             },
             activity,
         )
+    }
+}
+
+impl<T> IdleIo<T> {
+    /// The connection's own I/O.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
     }
 }
 

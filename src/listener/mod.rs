@@ -5,10 +5,12 @@
 mod accept;
 pub mod certs;
 mod connection;
+mod drive;
 pub mod handshake;
 pub mod io;
 mod online;
 pub mod open_conns;
+mod park;
 mod plain;
 mod relay;
 pub mod serve;
@@ -46,6 +48,8 @@ pub struct Listener {
     pub metrics: ListenerMetrics,
     /// One permit per open client connection (`max_connections`).
     conn_slots: Arc<Semaphore>,
+    /// HTTP/1.1 connections parked between requests now (see `park`).
+    parked: std::sync::atomic::AtomicUsize,
     /// Held while the TLS state is rebuilt, so that a SIGHUP's rebuild (new certificate) and
     /// one following published stores (kept certificate) cannot undo each other.
     rebuilding: Mutex<()>,
@@ -70,6 +74,7 @@ impl Listener {
             proxy,
             open_conns: Arc::default(),
             metrics: ListenerMetrics::detached(),
+            parked: std::sync::atomic::AtomicUsize::new(0),
             rebuilding: Mutex::new(()),
             certificate_watch: tokio::sync::Mutex::default(),
             certificates_changed: tokio::sync::Notify::new(),
@@ -87,6 +92,21 @@ impl Listener {
         self.config
             .max_connections
             .saturating_sub(self.conn_slots.available_permits())
+    }
+
+    /// Of those, HTTP/1.1 keep-alive connections parked between requests.
+    pub fn connections_parked(&self) -> usize {
+        self.parked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How a connection of this listener is served.
+    pub fn serve_settings(&self) -> serve::ServeSettings<'_> {
+        serve::ServeSettings {
+            listener: self.name(),
+            limits: self.config.limits,
+            timeouts: self.config.timeouts,
+            parked: &self.parked,
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -9,7 +9,7 @@ use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::serve::{serve_plain, ServeSettings, Signals};
+use super::serve::{serve_plain, Signals};
 use super::Listener;
 use crate::proxy::{ClientCert, ConnContext};
 
@@ -24,11 +24,7 @@ pub async fn connection(
     if *stop.borrow() {
         return;
     }
-    let settings = ServeSettings {
-        listener: listener.name(),
-        limits: listener.config.limits,
-        timeouts: listener.config.timeouts,
-    };
+    let settings = listener.serve_settings();
     let context = |framing| {
         let trace_id = crate::observe::new_trace_id();
         let proxy = listener.proxy.clone();

@@ -3,18 +3,19 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use super::drive::{close_parked, Drive, Wake, Winding};
 use super::handshake::ClientStream;
-use super::io::{Activity, IdleIo};
+use super::io::{Activity, IdleIo, Tracked};
+use super::park::{take_returned, Counted, Lease, ParkState, Parkable, Socket};
 pub use super::signals::Signals;
-use super::signals::{close_requested, expired};
 use crate::config::{RequestLimits, Timeouts};
-use crate::mtls::VerifyCode;
 use crate::proxy::framing::{FramingGuard, FramingVerdict};
 use crate::proxy::{self, ConnContext};
 
@@ -23,6 +24,8 @@ pub struct ServeSettings<'a> {
     pub listener: &'a str,
     pub limits: RequestLimits,
     pub timeouts: Timeouts,
+    /// The listener's count of parked connections.
+    pub parked: &'a AtomicUsize,
 }
 
 /// The longest request head the framing guard lets through: past this hyper answers 431
@@ -61,35 +64,72 @@ pub async fn serve_plain(
 }
 
 /// HTTP/1.1 through the framing guard; idle means no bytes either way (and hyper's header read
-/// timeout bounds a request head).
+/// timeout bounds a request head). A quiet connection parks between requests (see `park`): hyper
+/// lets go of it, and the next request gets a new hyper connection on the same I/O.
 async fn serve_h1<S>(
     stream: S,
     settings: ServeSettings<'_>,
     signals: Signals,
     context: impl FnOnce(Option<Arc<FramingVerdict>>) -> ConnContext,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Socket + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (io, activity) = IdleIo::new(stream);
-    let (io, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
+    let (mut io, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
     let ctx = Arc::new(context(Some(verdict)));
     let trace_id = ctx.trace_id.clone();
+    let park = Arc::new(ParkState::default());
+    let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
+    drive.park = Some(park.clone());
+    loop {
+        let (lease, returned) = Lease::new(io, park.clone());
+        drive.run(http1(lease, &ctx, &park, &settings)).await;
+        let relay = ctx.relay.lock().ok().and_then(|mut r| r.take());
+        if let Some(relay) = relay {
+            drive.relay(relay).await;
+            return;
+        }
+        let Some(parked) = take_returned(&returned) else {
+            return;
+        };
+        let counted = Counted::new(settings.parked);
+        let wake = drive.parked(&parked).await;
+        drop(counted);
+        match wake {
+            Wake::Request => io = parked,
+            Wake::Close => return close_parked(parked, settings.timeouts.idle).await,
+        }
+    }
+}
+
+/// One hyper HTTP/1.1 connection over `lease`, its requests counted open in `park`.
+fn http1<T: Parkable + Send + 'static>(
+    lease: Lease<T>,
+    ctx: &Arc<ConnContext>,
+    park: &Arc<ParkState>,
+    settings: &ServeSettings<'_>,
+) -> Pin<Box<impl Winding>> {
     let handler = ctx.clone();
-    let service = service_fn(move |req| proxy::handle(handler.clone(), req));
+    let park = park.clone();
+    let service = service_fn(move |req| {
+        let open = park.begin();
+        let handler = handler.clone();
+        // The handler's future is created inside this one, not moved into it: moved, it
+        // would be held twice (once as the captured value, once as the awaited one).
+        async move {
+            let response = proxy::handle(handler, req).await?;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, open)))
+        }
+    });
     let mut b = hyper::server::conn::http1::Builder::new();
     b.keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(settings.timeouts.idle)
         .max_buf_size(max_head(&settings.limits));
-    let conn = b
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
-    drive.run(Box::pin(conn)).await;
-    let relay = ctx.relay.lock().ok().and_then(|mut r| r.take());
-    if let Some(relay) = relay {
-        drive.relay(relay).await;
-    }
+    Box::pin(
+        b.serve_connection(TokioIo::new(lease), service)
+            .with_upgrades(),
+    )
 }
 
 /// HTTP/2; idle means no request open and none started or ended for the idle timeout. Frames
@@ -106,8 +146,11 @@ async fn serve_h2(
     let clock = activity.clone();
     let service = service_fn(move |req| {
         let open = clock.begin();
-        let response = proxy::handle(ctx.clone(), req);
-        async move { Ok::<_, Infallible>(response.await?.map(|body| open.track(body))) }
+        let ctx = ctx.clone();
+        async move {
+            let response = proxy::handle(ctx, req).await?;
+            Ok::<_, Infallible>(response.map(|body| open.track(body)))
+        }
     });
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2_limits(&mut b, &settings.limits);
@@ -116,38 +159,6 @@ async fn serve_h2(
         .serve_connection(TokioIo::new(stream), service);
     let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
     drive.run(Box::pin(conn)).await;
-}
-
-/// A connection that can be asked to finish its in-flight requests and close.
-trait Winding: std::future::Future<Output = Result<(), hyper::Error>> {
-    fn wind_down(self: Pin<&mut Self>);
-}
-
-impl<I, B, S> Winding for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn wind_down(self: Pin<&mut Self>) {
-        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
-    }
-}
-
-impl<I, B, S, E> Winding for hyper::server::conn::http2::Connection<I, S, E>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn wind_down(self: Pin<&mut Self>) {
-        hyper::server::conn::http2::Connection::graceful_shutdown(self);
-    }
 }
 
 /// Concurrent streams per connection: nginx's default (`http2_max_concurrent_streams`).
@@ -184,115 +195,4 @@ fn h2_header_list_ceiling(limits: &RequestLimits) -> u32 {
         .saturating_mul(4)
         .clamp(256 * 1024, 16 * 1024 * 1024);
     u32::try_from(ceiling).unwrap_or(u32::MAX)
-}
-
-/// Runs a served connection to its end: graceful close on SIGTERM, on a revoked client and
-/// after `idle` without use (as its `Activity` counts it).
-struct Drive<'a> {
-    listener: &'a str,
-    trace_id: &'a str,
-    idle: Duration,
-    activity: &'a Activity,
-    signals: Signals,
-}
-
-impl<'a> Drive<'a> {
-    /// After hyper handed an accepted WebSocket upgrade over: the relay, under the same rules.
-    async fn relay(&mut self, relay: crate::proxy::websocket::Relay) {
-        super::relay::run(
-            relay,
-            &mut self.signals,
-            self.idle,
-            self.activity,
-            self.listener,
-            self.trace_id,
-        )
-        .await;
-    }
-
-    fn new(
-        settings: &ServeSettings<'a>,
-        trace_id: &'a str,
-        activity: &'a Activity,
-        signals: Signals,
-    ) -> Self {
-        Drive {
-            listener: settings.listener,
-            trace_id,
-            idle: settings.timeouts.idle,
-            activity,
-            signals,
-        }
-    }
-
-    async fn run<C: Winding + ?Sized>(&mut self, mut conn: Pin<Box<C>>) {
-        let idle = self.idle;
-        let mut draining = *self.signals.stop.borrow();
-        if draining {
-            conn.as_mut().wind_down();
-        }
-        // After an idle close is asked for, the connection gets as long again to wind down; an
-        // HTTP/2 client that never sent its preface would otherwise never let it finish.
-        let mut hard_close: Option<tokio::time::Instant> = None;
-        loop {
-            let wait = idle.saturating_sub(self.activity.quiet_for());
-            let hard = hard_close.unwrap_or_else(|| tokio::time::Instant::now() + idle);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        report_connection_error(self.listener, self.trace_id, &e);
-                    }
-                    break;
-                }
-                _ = self.signals.stop.changed(), if !draining => {
-                    conn.as_mut().wind_down();
-                    draining = true;
-                }
-                _ = close_requested(&mut self.signals.revoked), if !draining => {
-                    conn.as_mut().wind_down();
-                    draining = true;
-                }
-                _ = expired(self.signals.expires), if !draining => {
-                    tracing::warn!(
-                        listener = %self.listener,
-                        conn_trace_id = %self.trace_id,
-                        tls_verify_status = %VerifyCode::Expired.status(),
-                        "closing connection after its in-flight requests: client certificate expired"
-                    );
-                    conn.as_mut().wind_down();
-                    draining = true;
-                }
-                _ = tokio::time::sleep(wait), if !draining => {
-                    if self.activity.quiet_for() >= idle {
-                        tracing::debug!(listener = %self.listener, conn_trace_id = %self.trace_id, "closing idle connection");
-                        conn.as_mut().wind_down();
-                        draining = true;
-                        hard_close = Some(tokio::time::Instant::now() + idle);
-                    }
-                }
-                _ = tokio::time::sleep_until(hard), if hard_close.is_some() => break,
-            }
-        }
-    }
-}
-
-/// Malformed requests are answered by hyper itself (400/431); say so with the trace id.
-fn report_connection_error(listener: &str, trace_id: &str, e: &(dyn std::error::Error + 'static)) {
-    match e.downcast_ref::<hyper::Error>() {
-        Some(h) if h.is_parse() || h.is_parse_too_large() => {
-            tracing::warn!(
-                listener,
-                conn_trace_id = trace_id,
-                "malformed request from client: {e}"
-            );
-        }
-        Some(h) if h.is_timeout() => {
-            tracing::info!(
-                listener,
-                conn_trace_id = trace_id,
-                "client sent no complete request in time: {e}"
-            );
-        }
-        _ => tracing::debug!(listener, conn_trace_id = trace_id, "connection ended: {e}"),
-    }
 }

@@ -15,6 +15,8 @@ use prometheus_client::metrics::MetricType;
 pub struct Snapshot {
     /// (listener, open client connections).
     pub connections_open: Vec<(String, u64)>,
+    /// (listener, HTTP/1.1 keep-alive connections parked between requests).
+    pub connections_parked: Vec<(String, u64)>,
     /// (target group, target, healthy).
     pub targets: Vec<(String, String, bool)>,
     pub trust_stores: Vec<StoreSnapshot>,
@@ -130,6 +132,11 @@ fn series(s: &Snapshot) -> Vec<Series> {
             "certgate_connections_open",
             "Open client connections (handshaking or served)",
             s.connections_open.iter().map(|(l, n)| (listener(l), count(*n))).collect(),
+        ),
+        gauge(
+            "certgate_connections_parked",
+            "Of the open connections, HTTP/1.1 keep-alive connections parked between requests (holding their TLS session only)",
+            s.connections_parked.iter().map(|(l, n)| (listener(l), count(*n))).collect(),
         ),
         gauge(
             "certgate_target_healthy",

@@ -55,6 +55,25 @@ impl<T> FramingGuard<T> {
     }
 }
 
+impl<T> FramingGuard<T> {
+    /// The connection's own I/O.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Nothing is held and nothing is underway: the last message ended, the next has not begun,
+    /// and the connection was neither refused, upgraded nor closed by the client.
+    pub fn at_rest(&self) -> bool {
+        let scan = &*self.scan;
+        scan.start == scan.buf.len()
+            && scan.ready == 0
+            && !scan.stopped
+            && !scan.eof
+            && !scan.verdict.is_upgraded()
+            && scan.scanner.between_messages()
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -74,7 +74,7 @@ impl FramingVerdict {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    fn is_upgraded(&self) -> bool {
+    pub(super) fn is_upgraded(&self) -> bool {
         self.upgraded.load(std::sync::atomic::Ordering::Acquire)
     }
 
