@@ -22,14 +22,16 @@ pub(super) async fn authorize(
 ) -> Result<(), ProxyError> {
     ex.set_rule(matched.rule);
     let settings = &ctx.settings;
+    // Each check boxed: a token check (a JWKS fetch may be part of it) is far larger than the
+    // rest of the request path, and listeners without tokens should not carry its state.
     if let Some(validator) = &settings.jwt {
-        check_token(ctx, ex, validator, parts).await?;
+        Box::pin(check_token(ctx, ex, validator, parts)).await?;
     }
     let rule_jwt = matched
         .rule
         .and_then(|i| settings.rule_jwt.get(i)?.as_ref());
     if let Some(validator) = rule_jwt {
-        check_token(ctx, ex, validator, parts).await?;
+        Box::pin(check_token(ctx, ex, validator, parts)).await?;
     }
     Ok(())
 }
