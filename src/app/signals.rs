@@ -12,10 +12,10 @@ use crate::config::Config;
 /// How often freed heap memory is handed back to the system.
 const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
-/// glibc's malloc keeps memory freed by closed connections in its arenas: after 2000
-/// connections closed, the soak run saw 105 MiB resident against a 15 MiB idle baseline, and
-/// `malloc_trim` brought it to 31 MiB. Trimming every few seconds lets the footprint follow
-/// the load. A no-op on other C libraries.
+/// certgate's own allocations go to jemalloc (see `main.rs`), which returns freed pages by
+/// itself; the C code of the TLS library (aws-lc) still allocates with glibc's malloc, which
+/// keeps freed memory in its arenas until `malloc_trim`. Trimming every few seconds lets that
+/// part of the footprint follow the load too. A no-op on other C libraries.
 pub(super) async fn release_memory_loop(mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(MEMORY_TRIM_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
