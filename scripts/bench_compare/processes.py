@@ -71,18 +71,20 @@ class Children:
             self.stop(p)
 
 
-def group_members(pgid):
-    """Processes still in process group `pgid`."""
-    out = []
+def proc_stats():
+    """(pid, the fields of /proc/PID/stat after the command name) of every process now."""
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
                 s = (d / "stat").read_text()
             except OSError:
                 continue
-            if int(s[s.rfind(")") + 2:].split()[2]) == pgid:
-                out.append(int(d.name))
-    return out
+            yield int(d.name), s[s.rfind(")") + 2:].split()
+
+
+def group_members(pgid):
+    """Processes still in process group `pgid`."""
+    return [pid for pid, f in proc_stats() if int(f[2]) == pgid]
 
 
 def on_signal(signum, _frame):
@@ -150,15 +152,7 @@ def cpu_busy(cpu):
 
 def tree_cpu_ticks(pid):
     """utime+stime (jiffies) of `pid` and its descendants."""
-    parent = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                s = (d / "stat").read_text()
-            except OSError:
-                continue
-            f = s[s.rfind(")") + 2:].split()
-            parent[int(d.name)] = (int(f[1]), int(f[11]) + int(f[12]))
+    parent = {pid: (int(f[1]), int(f[11]) + int(f[12])) for pid, f in proc_stats()}
     total, todo, seen = 0, [pid], set()
     while todo:
         p = todo.pop()

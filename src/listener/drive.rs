@@ -10,7 +10,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::io::Activity;
 use super::park::{park_after, ParkState, Parkable};
-use super::serve::ServeSettings;
 use super::signals::{close_requested, expired, Signals};
 use crate::mtls::VerifyCode;
 
@@ -72,16 +71,17 @@ impl<'a> Drive<'a> {
         .await;
     }
 
+    /// The drive of one connection of `listener` closed after `idle` without use.
     pub fn new(
-        settings: &ServeSettings<'a>,
+        (listener, idle): (&'a str, Duration),
         trace_id: &'a str,
         activity: &'a Activity,
         signals: Signals,
     ) -> Self {
         Drive {
-            listener: settings.listener,
+            listener,
             trace_id,
-            idle: settings.timeouts.idle,
+            idle,
             activity,
             signals,
             park: None,

@@ -167,6 +167,18 @@ impl<T: Parkable> Lease<T> {
         self.write_waiting = r.is_pending();
         r
     }
+
+    /// A write to the I/O (gone once handed back), noting whether it had to wait.
+    fn write_with(
+        &mut self,
+        write: impl FnOnce(Pin<&mut T>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let r = write(Pin::new(io));
+        self.write_done(r)
+    }
 }
 
 /// The I/O a lease handed back, if hyper let go of it parked.
@@ -213,12 +225,7 @@ impl<T: Parkable> AsyncWrite for Lease<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let Some(io) = this.io.as_mut() else {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-        };
-        let r = Pin::new(io).poll_write(cx, buf);
-        this.write_done(r)
+        self.get_mut().write_with(|io| io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -226,12 +233,8 @@ impl<T: Parkable> AsyncWrite for Lease<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let Some(io) = this.io.as_mut() else {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-        };
-        let r = Pin::new(io).poll_write_vectored(cx, bufs);
-        this.write_done(r)
+        self.get_mut()
+            .write_with(|io| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

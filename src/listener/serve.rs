@@ -28,6 +28,13 @@ pub struct ServeSettings<'a> {
     pub parked: &'a AtomicUsize,
 }
 
+impl<'a> ServeSettings<'a> {
+    /// What the drive loop needs: the listener's name and idle timeout.
+    fn drive(&self) -> (&'a str, Duration) {
+        (self.listener, self.timeouts.idle)
+    }
+}
+
 /// The longest request head the framing guard lets through: past this hyper answers 431
 /// itself; below it `proxy` applies the configured limits with a message saying which.
 fn max_head(limits: &RequestLimits) -> usize {
@@ -79,7 +86,7 @@ async fn serve_h1<S>(
     let ctx = Arc::new(context(Some(verdict)));
     let trace_id = ctx.trace_id.clone();
     let park = Arc::new(ParkState::default());
-    let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
+    let mut drive = Drive::new(settings.drive(), &trace_id, &activity, signals);
     drive.park = Some(park.clone());
     loop {
         let (lease, returned) = Lease::new(io, park.clone());
@@ -157,7 +164,7 @@ async fn serve_h2(
     let conn = b
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
-    let mut drive = Drive::new(&settings, &trace_id, &activity, signals);
+    let mut drive = Drive::new(settings.drive(), &trace_id, &activity, signals);
     drive.run(Box::pin(conn)).await;
 }
 
