@@ -59,6 +59,8 @@ pub struct Spool {
 #[derive(Debug, Default)]
 struct State {
     current: Option<File>,
+    /// The end time given to the last file closed, Unix milliseconds.
+    last_end_ms: i64,
     current_bytes: u64,
     current_lines: u64,
     /// Bytes of the files in `closing/` (uncompressed) and `ready/`.
@@ -158,12 +160,11 @@ impl Spool {
         if st.current_lines == 0 {
             return Ok(());
         }
-        let name = format!(
-            "{:013}-{}-{}.log",
-            now_ms(),
-            random_part(),
-            st.current_lines
-        );
+        // Names sort by end time; two files closed in one millisecond still get distinct,
+        // ordered times, so they are uploaded (and keyed) in the order they were written.
+        let end_ms = now_ms().max(st.last_end_ms + 1);
+        st.last_end_ms = end_ms;
+        let name = format!("{end_ms:013}-{}-{}.log", random_part(), st.current_lines);
         fs::rename(self.current_path(), self.dir.join(CLOSING).join(name))?;
         st.closing_bytes += st.current_bytes;
         st.current_bytes = 0;
