@@ -16,26 +16,7 @@ struct OpensslCa {
 
 impl OpensslCa {
     fn new(dir: &Path) -> OpensslCa {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/C=US/O=Acme, Inc./CN=Acme Root",
-            ],
-        );
+        openssl_root_ca(dir, "/C=US/O=Acme, Inc./CN=Acme Root");
         std::fs::write(
             dir.join("ca.cnf"),
             "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\ndefault_crl_days=30\n",
@@ -75,27 +56,7 @@ impl OpensslCa {
             args.push("-multivalue-rdn");
         }
         openssl(&self.dir, &args);
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "10",
-                "-extfile",
-                "client.ext",
-                "-out",
-                &pem,
-            ],
-        );
+        openssl_sign(&self.dir, &csr, serial, "client.ext", &pem);
         (self.dir.join(pem), self.dir.join(k))
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, openssl};
+use super::{free_port, openssl, openssl_root_ca, openssl_sign};
 
 pub struct Ca {
     pub dir: PathBuf,
@@ -39,26 +39,7 @@ pub fn server_ext(port: Option<u16>) -> String {
 impl Ca {
     pub fn new(dir: &Path) -> Ca {
         let ocsp_port = free_port();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=OCSP Test Root",
-            ],
-        );
+        openssl_root_ca(dir, "/CN=OCSP Test Root");
         std::fs::write(
             dir.join("ca.cnf"),
             "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ndefault_md=sha256\n",
@@ -106,27 +87,7 @@ impl Ca {
                 subj,
             ],
         );
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "10",
-                "-extfile",
-                ext,
-                "-out",
-                &pem,
-            ],
-        );
+        openssl_sign(&self.dir, &csr, serial, ext, &pem);
         // Recorded as valid (V), so the responder answers `good` for it.
         let serial_hex = openssl(&self.dir, &["x509", "-in", &pem, "-noout", "-serial"]);
         let serial_hex = serial_hex.trim().trim_start_matches("serial=").to_string();
