@@ -21,14 +21,23 @@ pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether an open request keeps the connection in use (HTTP/2). HTTP/1.1 counts bytes
+    /// only, and counts its open requests for parking.
+    requests_keep_busy: bool,
 }
 
 impl Activity {
+    /// The clock of an HTTP/2 connection: in use while a request is open.
     pub fn new() -> Arc<Activity> {
+        Self::counting(true)
+    }
+
+    fn counting(requests_keep_busy: bool) -> Arc<Activity> {
         Arc::new(Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            requests_keep_busy,
         })
     }
 
@@ -38,13 +47,18 @@ impl Activity {
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// How long the connection has not been in use: zero while a request is open.
+    /// How long the connection has not been in use: zero while a request is open (HTTP/2).
     pub fn quiet_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.requests_keep_busy && !self.no_request_open() {
             return Duration::ZERO;
         }
         let now = self.start.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+
+    /// No request is open.
+    pub fn no_request_open(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// A request starts; it is open until the guard (moved into its response body) drops.
@@ -62,33 +76,27 @@ pub struct InFlight(Arc<Activity>);
 impl InFlight {
     /// The response body, holding this request open until it is sent or dropped.
     pub fn track<B>(self, body: B) -> Tracked<B> {
-        Tracked::new(body, self)
+        Tracked {
+            body,
+            _in_flight: self,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// A response body that keeps its request counted as open while `guard` lives.
-pub struct Tracked<B, G = InFlight> {
+/// A response body that keeps its request counted as open.
+pub struct Tracked<B> {
     body: B,
-    _guard: G,
+    _in_flight: InFlight,
 }
 
-impl<B, G> Tracked<B, G> {
-    pub fn new(body: B, guard: G) -> Self {
-        Tracked {
-            body,
-            _guard: guard,
-        }
-    }
-}
-
-impl<B: Body + Unpin, G: Unpin> Body for Tracked<B, G> {
+impl<B: Body + Unpin> Body for Tracked<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -116,7 +124,7 @@ pub struct IdleIo<T> {
 
 impl<T> IdleIo<T> {
     pub fn new(inner: T) -> (Self, Arc<Activity>) {
-        let activity = Activity::new();
+        let activity = Activity::counting(false);
         (
             IdleIo {
                 inner,
@@ -228,5 +236,16 @@ mod tests {
         let body = second.track(crate::http::empty_body());
         drop(body);
         assert!(a.quiet_for() < Duration::from_millis(20));
+    }
+
+    #[test]
+    fn over_http1_an_open_request_is_counted_but_only_bytes_keep_the_connection_in_use() {
+        let a = Activity::counting(false);
+        let open = a.begin();
+        assert!(!a.no_request_open());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(a.quiet_for() >= Duration::from_millis(20));
+        drop(open);
+        assert!(a.no_request_open());
     }
 }

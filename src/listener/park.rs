@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::handshake::ClientStream;
-use super::io::IdleIo;
+use super::io::{Activity, IdleIo};
 use crate::proxy::framing::FramingGuard;
 
 /// How long a connection is quiet before it parks (at most half its idle timeout). A client
@@ -34,25 +34,26 @@ pub fn park_after(idle: Duration) -> Duration {
     PARK_AFTER.min(idle / 2)
 }
 
-/// What the drive loop, the request handler and the lease share about parking.
-#[derive(Default)]
+/// What the drive loop and the lease share about parking.
 pub struct ParkState {
     /// The connection has been quiet long enough: the lease may end hyper's connection.
     asked: AtomicBool,
-    /// Requests hyper has open, from the handler's call until its response body is dropped.
-    open: AtomicUsize,
+    /// The connection's clock, with its open requests (from the handler's call until its
+    /// response body is dropped).
+    activity: Arc<Activity>,
 }
 
 impl ParkState {
-    /// A request starts; it is open until the guard (moved into its response body) drops.
-    pub fn begin(self: &Arc<Self>) -> OpenRequest {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        OpenRequest(self.clone())
+    pub fn new(activity: Arc<Activity>) -> Self {
+        ParkState {
+            asked: AtomicBool::new(false),
+            activity,
+        }
     }
 
     /// No request is open.
     pub fn no_request_open(&self) -> bool {
-        self.open.load(Ordering::Acquire) == 0
+        self.activity.no_request_open()
     }
 
     /// Asks the lease to let hyper's connection go at its next read that would wait.
@@ -66,15 +67,6 @@ impl ParkState {
 
     fn withdraw(&self) {
         self.asked.store(false, Ordering::Release);
-    }
-}
-
-/// One open request of an HTTP/1.1 connection.
-pub struct OpenRequest(Arc<ParkState>);
-
-impl Drop for OpenRequest {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

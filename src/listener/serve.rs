@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::drive::{close_parked, Drive, Wake, Winding};
 use super::handshake::ClientStream;
-use super::io::{Activity, IdleIo, Tracked};
+use super::io::{Activity, IdleIo};
 use super::park::{take_returned, Counted, Lease, ParkState, Parkable, Socket};
 pub use super::signals::Signals;
 use crate::config::{RequestLimits, Timeouts};
@@ -85,12 +85,12 @@ async fn serve_h1<S>(
     let (mut io, verdict) = FramingGuard::http1(io, max_head(&settings.limits));
     let ctx = Arc::new(context(Some(verdict)));
     let trace_id = ctx.trace_id.clone();
-    let park = Arc::new(ParkState::default());
+    let park = Arc::new(ParkState::new(activity.clone()));
     let mut drive = Drive::new(settings.drive(), &trace_id, &activity, signals);
     drive.park = Some(park.clone());
     loop {
         let (lease, returned) = Lease::new(io, park.clone());
-        drive.run(http1(lease, &ctx, &park, &settings)).await;
+        drive.run(http1(lease, &ctx, &activity, &settings)).await;
         let relay = ctx.relay.lock().ok().and_then(|mut r| r.take());
         if let Some(relay) = relay {
             drive.relay(relay).await;
@@ -109,23 +109,23 @@ async fn serve_h1<S>(
     }
 }
 
-/// One hyper HTTP/1.1 connection over `lease`, its requests counted open in `park`.
+/// One hyper HTTP/1.1 connection over `lease`, its requests counted open in `activity`.
 fn http1<T: Parkable + Send + 'static>(
     lease: Lease<T>,
     ctx: &Arc<ConnContext>,
-    park: &Arc<ParkState>,
+    activity: &Arc<Activity>,
     settings: &ServeSettings<'_>,
 ) -> Pin<Box<impl Winding>> {
     let handler = ctx.clone();
-    let park = park.clone();
+    let clock = activity.clone();
     let service = service_fn(move |req| {
-        let open = park.begin();
+        let open = clock.begin();
         let handler = handler.clone();
         // The handler's future is created inside this one, not moved into it: moved, it
         // would be held twice (once as the captured value, once as the awaited one).
         async move {
             let response = proxy::handle(handler, req).await?;
-            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, open)))
+            Ok::<_, Infallible>(response.map(|body| open.track(body)))
         }
     });
     let mut b = hyper::server::conn::http1::Builder::new();
