@@ -1,4 +1,4 @@
-# Shared by scripts/bench-policies and scripts/bench-features (sourced, not run): builds certgate
+# Shared by scripts/bench-policies, scripts/bench-features and scripts/bench-h2-targets (sourced, not run): builds certgate
 # and examples/loadgen, starts certgate pinned to CPU 0 with one worker, runs loadgen pinned to
 # CPU 1 against it, and prints the Markdown table and the per-round ratios of the server's CPU
 # time per operation. Every run appends one JSON line (loadgen --json) to $work/results.jsonl.

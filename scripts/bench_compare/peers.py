@@ -40,7 +40,7 @@ class Proxy:
     def __init__(self, name, label, port, cmd, env=None, config=None, crls=True, expect=None,
                  setup=None, files=()):
         self.name, self.label, self.port, self.cmd = name, label, port, cmd
-        self.env, self.config, self.crls = env or {}, config, crls
+        self.env, self.config = env or {}, config
         self.refuses_revoked = crls
         self.expect = {**ALB_FACTS, **forwarded(port)} if expect is None else expect
         self.setup = setup or {}

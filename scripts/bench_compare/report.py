@@ -173,7 +173,7 @@ def setup_table(configs, main, checks):
     return "\n".join(rows)
 
 
-def setup_section(opts, configs, main, checks):
+def setup_section(configs, main, checks):
     labels = [configs[n].label for n in main]
     return [
         "## Set-up",
@@ -342,7 +342,7 @@ def write_report(path, opts, m, results, configs, main, checks, invocation, timi
         "",
     ]
     out += machine_section(m, peers)
-    out += setup_section(opts, configs, main, checks)
+    out += setup_section(configs, main, checks)
     out += scenario_sections(opts, results, main, labels)
     out += caveats(main)
     out += commands_section(results, configs, labels, invocation)
